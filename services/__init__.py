@@ -1,0 +1,1 @@
+"""The marketing suite's services: profile, segment, scoring and delivery."""

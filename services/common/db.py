@@ -1,0 +1,103 @@
+"""Database engines and migrations: SQLite by default, PostgreSQL (or DuckDB reads) by URL."""
+
+from __future__ import annotations
+
+import pathlib
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+SERVICES_DIR = pathlib.Path(__file__).resolve().parent.parent
+
+
+def make_engine(url: str, read_only: bool = False, **kwargs) -> Engine:
+    """An engine tuned per dialect; ``read_only`` makes every session refuse writes."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            pathlib.Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {}).update(check_same_thread=False, timeout=30)
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers (segment, scoring) run beside the profile service's writer.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            if read_only:
+                cursor.execute("PRAGMA query_only=ON")
+            cursor.close()
+
+        return engine
+    if backend == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("connect_timeout", 5)
+        if read_only:
+            # Keep options given in the URL (a search_path, say) beside the read-only switch.
+            given = parsed.query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
+        return create_engine(url, **kwargs)
+    return create_engine(url, **kwargs)
+
+
+def migrations_dir(service: str) -> pathlib.Path:
+    return SERVICES_DIR / service / "migrations"
+
+
+def alembic_config(service: str, url: str):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir(service)))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["service"] = service
+    return config
+
+
+def migrate(service: str, url: str, revision: str = "head") -> None:
+    """Upgrades the service's tables to ``revision`` (idempotent)."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(service, url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def run_alembic_env(service: str, target_metadata) -> None:
+    """The body of every service's ``migrations/env.py`` (online mode only)."""
+    from alembic import context
+
+    def run(connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=f"alembic_version_{service}",
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.begin() as connection:
+            run(connection)
+    finally:
+        engine.dispose()

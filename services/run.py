@@ -48,13 +48,16 @@ def main() -> int:
     if not env.get("REDIS_URL"):
         redis = EmbeddedRedis(os.path.join(env["DATA_DIR"], "redis"))
         env["REDIS_URL"] = redis.start()
-    for service, defaults in SERVICE_DEFAULTS.items():
-        env.setdefault(f"{service.upper()}_ADDR", f"127.0.0.1:{defaults['grpc_port']}")
+    # MKT_RUN_PORT_OFFSET shifts every port, so a second suite (a test, say) can run beside one.
+    offset = int(env_str("MKT_RUN_PORT_OFFSET", "0"))
+    ports = {s: (d["grpc_port"] + offset, d["metrics_port"] + offset)
+             for s, d in SERVICE_DEFAULTS.items()}
+    for service, (grpc_port, _) in ports.items():
+        env.setdefault(f"{service.upper()}_ADDR", f"127.0.0.1:{grpc_port}")
     subprocess.run([sys.executable, "-m", "services.migrate"], env=env, check=True)
     children: dict[str, subprocess.Popen] = {}
-    for service, defaults in SERVICE_DEFAULTS.items():
-        child_env = dict(env, GRPC_PORT=str(defaults["grpc_port"]),
-                         METRICS_PORT=str(defaults["metrics_port"]))
+    for service, (grpc_port, metrics_port) in ports.items():
+        child_env = dict(env, GRPC_PORT=str(grpc_port), METRICS_PORT=str(metrics_port))
         children[service] = subprocess.Popen([sys.executable, "-m", f"services.{service}"],
                                              env=child_env)
     stopping = False
@@ -66,12 +69,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     host = env["GRPC_HOST"]
-    for service, defaults in SERVICE_DEFAULTS.items():
-        address = f"{host}:{defaults['grpc_port']}"
+    for service, (grpc_port, metrics_port) in ports.items():
+        address = f"{host}:{grpc_port}"
         ok = wait_serving(address)
         print(f"{service:9} {address:18} {SERVICE_NAMES[service]:40} "
-              f"{'SERVING' if ok else 'NOT SERVING'}  metrics :{defaults['metrics_port']}",
-              flush=True)
+              f"{'SERVING' if ok else 'NOT SERVING'}  metrics :{metrics_port}", flush=True)
     print(f"redis     {env['REDIS_URL']}", flush=True)
     if env["MKT_API_KEYS"] == DEV_API_KEYS:
         print("credentials: 'authorization: Bearer dev-operator' (also dev-approver, "

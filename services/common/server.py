@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 
 from services.common import auth
 from services.common.config import Settings
-from services.common.errors import status_for, translate
+from services.common.errors import InvalidArgument, status_for, translate
 from services.common.observability import configure_logging, observe, start_metrics_server
 
 log = logging.getLogger("marketing.rpc")
@@ -119,9 +119,13 @@ class CallPipeline(grpc.ServerInterceptor):
         for attr, factory, wrap in kinds:
             behavior = getattr(handler, attr)
             if behavior is not None:
+                if attr.startswith("stream_"):
+                    behavior = _checked_stream(behavior)
+                else:
+                    behavior = _checked_unary(behavior)
                 return factory(
                     wrap(behavior),
-                    request_deserializer=handler.request_deserializer,
+                    request_deserializer=_tolerant(handler.request_deserializer),
                     response_serializer=handler.response_serializer,
                 )
         return handler
@@ -171,6 +175,53 @@ class CallPipeline(grpc.ServerInterceptor):
                                    "duration_ms": round(elapsed * 1000, 3),
                                    "subject": principal.subject if principal else None,
                                    "request_id": request_id})
+
+
+class _Malformed:
+    """Stands for a request whose bytes did not parse, so the handler can refuse it cleanly
+    (grpc itself would answer INTERNAL)."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _tolerant(deserializer):
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+            return _Malformed(exc)
+
+    return parse
+
+
+def _refuse(request) -> None:
+    raise InvalidArgument("request", f"malformed protobuf message: {request.error}")
+
+
+def _checked_unary(behavior):
+    def handle(request, context):
+        if isinstance(request, _Malformed):
+            _refuse(request)
+        return behavior(request, context)
+
+    return handle
+
+
+def _checked_stream(behavior):
+    def checked(requests):
+        for request in requests:
+            if isinstance(request, _Malformed):
+                _refuse(request)
+            yield request
+
+    def handle(request_iterator, context):
+        return behavior(checked(request_iterator), context)
+
+    return handle
 
 
 class SuiteServer:

@@ -278,3 +278,13 @@ def test_anonymous_access_only_with_the_dev_flag(tmp_path):
     with running_server(settings, [definition]) as (_, address):
         with channel(address, role=None) as ch:
             assert call(ch, "Say", "whoami") == "anonymous"
+
+
+def test_malformed_bytes_are_invalid_argument_not_internal(echo_server):
+    _, address, _ = echo_server
+    with channel(address) as ch:
+        raw = ch.unary_unary(f"/{SERVICE}/Say", lambda b: b, lambda b: b)
+        with pytest.raises(grpc.RpcError) as err:
+            raw(b"\xff\xff\xff\xff", timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert errors.field_violations(err.value) == ["request"]

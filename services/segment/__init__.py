@@ -1,0 +1,1 @@
+"""Segment service: audience rules compiled to SQL, snapshots, real-time membership, insight."""

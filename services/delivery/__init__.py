@@ -1,0 +1,1 @@
+"""Delivery service: marketing plans with approval, guards and exactly-once fan-out to gateways."""

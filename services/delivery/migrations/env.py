@@ -1,0 +1,6 @@
+"""Alembic environment of the delivery service (version table ``alembic_version_delivery``)."""
+
+from services.common.db import run_alembic_env
+from services.delivery.tables import metadata
+
+run_alembic_env("delivery", metadata)

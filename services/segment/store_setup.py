@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import Double, Float, MetaData
 from sqlalchemy.engine import Engine
 
 from services.common import profile_tables as pt
@@ -19,6 +19,10 @@ def read_path_metadata() -> MetaData:
         copy = table.to_metadata(metadata)
         for column in copy.primary_key.columns:
             column.autoincrement = False
+        # FLOAT is single precision in DuckDB; the store's floats are doubles everywhere else.
+        for column in copy.columns:
+            if isinstance(column.type, Float):
+                column.type = Double()
     return metadata
 
 

@@ -1,0 +1,1121 @@
+"""The profile domain: validation rules, transactions, stream publication and erasure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import re
+import time
+import uuid
+import zoneinfo
+from typing import Callable, Iterable, Sequence
+
+import redis
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.engine import Engine
+
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+)
+from services.common.profile_tables import (
+    attribute_catalog,
+    computed_traits,
+    consents,
+    event_type_counts,
+    events,
+    profile_attributes,
+    profile_tags,
+    profiles,
+    scores,
+)
+from services.profile import store, traits
+from services.profile.config import CHANNELS, DAY_MS, ProfileConfig
+from services.profile.tables import erasure_audit, identity_links, publish_backlog
+from services.profile.values import (
+    ATTRIBUTE_NAME,
+    COLUMN_FOR_TYPE,
+    VALUE_TYPES,
+    attribute_row,
+    check_value,
+    value_from_row,
+)
+
+log = logging.getLogger(__name__)
+
+# Redis keys owned by this service.
+EVENTS_STREAM = "profile:events"  # every newly stored event, see publish_events()
+ERASURES_STREAM = "profile:erasures"  # one entry per erased or deleted user
+ERASURES_STREAM_MAXLEN = 100_000
+
+# External ids become resource names (profiles/{external_id}), so '/' and spaces are refused.
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@+\-]{1,256}$")
+EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+MAX_EVENT_ID = 128
+MAX_PROPERTIES = 64
+MAX_TAG = 128
+MAX_SOURCE = 128
+MAX_MODEL_NAME = 128
+MAX_MODEL_VERSION = 64
+
+# The profile fields an update mask may name; "attributes.<name>" targets one attribute.
+UPDATABLE_PATHS = (
+    "attributes",
+    "tags",
+    "time_zone",
+    "quiet_hours",
+    "notifications_disabled",
+    "app_uninstalled",
+)
+
+TypedValue = tuple[str, object]  # (value type, python value); timestamps are epoch ms
+
+
+@dataclasses.dataclass
+class Profile:
+    """A user portrait as the domain sees it (internal id included)."""
+
+    external_id: str
+    user_id: int = 0
+    created_ms: int = 0
+    updated_ms: int = 0
+    time_zone: str = "UTC"
+    quiet_start_minute: int | None = None
+    quiet_end_minute: int | None = None
+    notifications_disabled: bool = False
+    app_uninstalled: bool = False
+    attributes: dict[str, TypedValue] = dataclasses.field(default_factory=dict)
+    tags: list[tuple[str, int | None]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class EventIn:
+    """One behaviour event to ingest; ``properties`` maps names to typed values."""
+
+    event_id: str
+    external_id: str
+    event_type: str
+    ts_ms: int | None
+    value: float | None = None
+    properties: dict[str, TypedValue] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class EventOutcome:
+    """What happened to one event of a batch: stored, a duplicate, or refused (``error``)."""
+
+    index: int
+    event_id: str
+    duplicate: bool = False
+    error: ServiceError | None = None
+
+
+@dataclasses.dataclass
+class IngestResult:
+    outcomes: list[EventOutcome]
+    accepted: int
+    duplicates: int
+    rejected: int
+    touched_user_ids: set[int]
+
+
+@dataclasses.dataclass
+class ScoreIn:
+    """One model score to write back, addressed by internal id or external id."""
+
+    model_name: str
+    score: float
+    model_version: str
+    user_id: int = 0
+    external_id: str = ""
+    scored_ms: int | None = None
+
+
+@dataclasses.dataclass
+class Contactability:
+    """What delivery must know before contacting one user."""
+
+    found: bool
+    user_id: int = 0
+    external_id: str = ""
+    time_zone: str = "UTC"
+    quiet_start_minute: int | None = None
+    quiet_end_minute: int | None = None
+    quiet_hours_active: bool = False
+    notifications_disabled: bool = False
+    app_uninstalled: bool = False
+    # channel -> (subscribed, updated_ms or None when defaulted, source)
+    consents: dict[str, tuple[bool, int | None, str]] = dataclasses.field(default_factory=dict)
+    # channel -> may this user be contacted on it right now (ignoring quiet hours)
+    contactable: dict[str, bool] = dataclasses.field(default_factory=dict)
+
+
+def _json_value(kind: str, value):
+    return list(value) if kind == "string_list" else value
+
+
+class ProfileCore:
+    """Every rule of the profile service, over a SQLAlchemy engine and a Redis client."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        redis_client: redis.Redis | None,
+        config: ProfileConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.engine = engine
+        self.redis = redis_client
+        self.config = config or ProfileConfig()
+        self.clock = clock
+
+    # --- clocks --------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """The wall clock, for stamps and for refusing events from the future."""
+        return int(self.clock() * 1000)
+
+    def as_of_ms(self, requested_ms: int | None = None) -> int:
+        """The 'now' traits describe: the request's, else the configured one, else the clock."""
+        if requested_ms:
+            return requested_ms
+        return self.config.as_of_ms if self.config.as_of_ms is not None else self.now_ms()
+
+    # --- attribute catalogue -------------------------------------------------------------
+
+    def create_attribute(self, name: str, value_type: str, description: str, pii: bool) -> dict:
+        if not ATTRIBUTE_NAME.match(name or ""):
+            raise InvalidArgument("attribute.name", "must match [a-z][a-z0-9_]{0,127}")
+        if value_type not in VALUE_TYPES:
+            raise InvalidArgument("attribute.value_type", "must be set to a known value type")
+        row = {
+            "name": name,
+            "value_type": value_type,
+            "description": description or "",
+            "pii": bool(pii),
+            "created_ms": self.now_ms(),
+        }
+        with self.engine.begin() as conn:
+            if conn.execute(
+                select(attribute_catalog.c.name).where(attribute_catalog.c.name == name)
+            ).first():
+                raise AlreadyExists("attribute", f"attributes/{name}")
+            conn.execute(attribute_catalog.insert().values(row))
+        return row
+
+    def get_attribute(self, name: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(attribute_catalog).where(attribute_catalog.c.name == name)
+            ).mappings().first()
+        if row is None:
+            raise NotFound("attribute", f"attributes/{name}")
+        return dict(row)
+
+    def list_attributes(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return sorted(store.catalog(conn).values(), key=lambda r: r["name"])
+
+    def update_attribute(
+        self, name: str, description: str | None, pii: bool | None
+    ) -> dict:
+        """Changes the description or PII flag; a type never changes once values exist."""
+        values = {}
+        if description is not None:
+            values["description"] = description
+        if pii is not None:
+            values["pii"] = bool(pii)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(attribute_catalog).where(attribute_catalog.c.name == name).values(**values)
+            ) if values else None
+            if result is not None and result.rowcount == 0:
+                raise NotFound("attribute", f"attributes/{name}")
+        return self.get_attribute(name)
+
+    def delete_attribute(self, name: str) -> int:
+        """Removes an attribute and every user's value of it; returns values removed."""
+        with self.engine.begin() as conn:
+            removed = conn.execute(
+                delete(profile_attributes).where(profile_attributes.c.name == name)
+            ).rowcount
+            if conn.execute(
+                delete(attribute_catalog).where(attribute_catalog.c.name == name)
+            ).rowcount == 0:
+                raise NotFound("attribute", f"attributes/{name}")
+        return removed
+
+    def _check_attributes(
+        self, catalog: dict[str, dict], attributes: dict[str, TypedValue], prefix: str
+    ) -> None:
+        violations = []
+        for name, (kind, value) in attributes.items():
+            field = f"{prefix}[{name}]"
+            declared = catalog.get(name)
+            if declared is None:
+                violations.append((field, "unknown attribute; declare it in the catalogue"))
+                continue
+            if kind is None:
+                continue  # an unset value clears the attribute
+            if kind != declared["value_type"]:
+                violations.append(
+                    (field, f"expects a {declared['value_type']} value, got {kind}")
+                )
+                continue
+            try:
+                check_value(field, kind, value)
+            except InvalidArgument as exc:
+                violations.extend(exc.violations)
+        if violations:
+            raise InvalidArgument(violations=violations)
+
+    # --- profiles ------------------------------------------------------------------------
+
+    def _check_profile_fields(self, profile: Profile, paths: Iterable[str]) -> None:
+        paths = set(paths)
+        if "time_zone" in paths:
+            try:
+                zoneinfo.ZoneInfo(profile.time_zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise InvalidArgument("profile.time_zone", "unknown IANA time zone") from None
+        if "quiet_hours" in paths:
+            for field, minute in (
+                ("profile.quiet_hours.start_minute", profile.quiet_start_minute),
+                ("profile.quiet_hours.end_minute", profile.quiet_end_minute),
+            ):
+                if minute is not None and not 0 <= minute < 1440:
+                    raise InvalidArgument(field, "must be a minute of the day, 0..1439")
+            if (profile.quiet_start_minute is None) != (profile.quiet_end_minute is None):
+                raise InvalidArgument("profile.quiet_hours", "set both start and end, or neither")
+        if "tags" in paths:
+            for i, (tag, _expires) in enumerate(profile.tags):
+                self._check_tag(f"profile.tags[{i}]", tag)
+
+    @staticmethod
+    def _check_tag(field: str, tag: str) -> None:
+        if not tag or len(tag) > MAX_TAG or tag.strip() != tag:
+            raise InvalidArgument(field, f"a tag is 1..{MAX_TAG} characters without edge spaces")
+
+    @staticmethod
+    def _check_external_id(field: str, external_id: str) -> None:
+        if not EXTERNAL_ID.match(external_id or ""):
+            raise InvalidArgument(field, "must be 1..256 of [A-Za-z0-9._:@+-]")
+
+    def create_profile(self, profile: Profile) -> Profile:
+        self._check_external_id("profile.external_id", profile.external_id)
+        self._check_profile_fields(profile, UPDATABLE_PATHS)
+        now = self.now_ms()
+        with self.engine.begin() as conn:
+            self._check_attributes(store.catalog(conn), profile.attributes, "profile.attributes")
+            if store.resolve_ids(conn, [profile.external_id]):
+                raise AlreadyExists("profile", f"profiles/{profile.external_id}")
+            user_id = conn.execute(
+                profiles.insert()
+                .values(
+                    external_id=profile.external_id,
+                    created_ms=now,
+                    updated_ms=now,
+                    time_zone=profile.time_zone,
+                    quiet_start_minute=profile.quiet_start_minute,
+                    quiet_end_minute=profile.quiet_end_minute,
+                    notifications_disabled=profile.notifications_disabled,
+                    app_uninstalled=profile.app_uninstalled,
+                )
+                .returning(profiles.c.id)
+            ).scalar_one()
+            self._write_attributes(conn, user_id, profile.attributes, replace=True)
+            self._write_tags(conn, user_id, profile.tags, replace=True)
+        return self.get_profile(profile.external_id)
+
+    def _write_attributes(self, conn, user_id: int, attributes: dict, replace: bool) -> None:
+        if replace:
+            conn.execute(delete(profile_attributes).where(profile_attributes.c.user_id == user_id))
+        cleared = [name for name, (kind, _v) in attributes.items() if kind is None]
+        if cleared and not replace:
+            conn.execute(
+                delete(profile_attributes).where(
+                    profile_attributes.c.user_id == user_id, profile_attributes.c.name.in_(cleared)
+                )
+            )
+        rows = [
+            attribute_row(user_id, name, kind, value)
+            for name, (kind, value) in attributes.items()
+            if kind is not None
+        ]
+        store.upsert(conn, profile_attributes, rows, ["user_id", "name"])
+
+    def _write_tags(self, conn, user_id: int, tags, replace: bool) -> None:
+        if replace:
+            conn.execute(delete(profile_tags).where(profile_tags.c.user_id == user_id))
+        rows = [{"user_id": user_id, "tag": t, "expires_ms": e} for t, e in dict(tags).items()]
+        store.upsert(conn, profile_tags, rows, ["user_id", "tag"])
+
+    def _user_id(self, conn, external_id: str, field: str = "name") -> int:
+        self._check_external_id(field, external_id)
+        found = store.resolve_ids(conn, [external_id])
+        if not found:
+            raise NotFound("profile", f"profiles/{external_id}")
+        return found[external_id]
+
+    def get_profile(self, external_id: str) -> Profile:
+        return self.batch_get_profiles([external_id], field="name")[0]
+
+    def batch_get_profiles(self, external_ids: Sequence[str], field: str = "names") -> list[Profile]:
+        """Profiles in the order asked (aliases resolve to the merged user); all or nothing."""
+        if len(external_ids) > self.config.max_batch_items:
+            raise InvalidArgument(field, f"at most {self.config.max_batch_items} per call")
+        for i, external_id in enumerate(external_ids):
+            self._check_external_id(f"{field}[{i}]" if field == "names" else field, external_id)
+        with self.engine.connect() as conn:
+            ids = store.resolve_ids(conn, external_ids)
+            missing = [e for e in external_ids if e not in ids]
+            if missing:
+                raise NotFound("profile", f"profiles/{missing[0]}")
+            by_id = self._load_profiles(conn, list(set(ids.values())))
+        return [by_id[ids[e]] for e in external_ids]
+
+    def get_profiles_by_ids(self, user_ids: Sequence[int]) -> dict[int, Profile]:
+        with self.engine.connect() as conn:
+            return self._load_profiles(conn, list(user_ids))
+
+    def _load_profiles(self, conn, user_ids: list[int]) -> dict[int, Profile]:
+        """Three set reads (profiles, attributes, live tags) for any number of users."""
+        now = self.now_ms()
+        catalog = store.catalog(conn)
+        by_id: dict[int, Profile] = {}
+        for row in store.profile_rows(conn, user_ids):
+            by_id[row["id"]] = Profile(
+                external_id=row["external_id"],
+                user_id=row["id"],
+                created_ms=row["created_ms"],
+                updated_ms=row["updated_ms"],
+                time_zone=row["time_zone"],
+                quiet_start_minute=row["quiet_start_minute"],
+                quiet_end_minute=row["quiet_end_minute"],
+                notifications_disabled=bool(row["notifications_disabled"]),
+                app_uninstalled=bool(row["app_uninstalled"]),
+            )
+        for row in store.attribute_rows(conn, user_ids):
+            declared = catalog.get(row["name"])
+            if declared is None or row["user_id"] not in by_id:
+                continue
+            kind = declared["value_type"]
+            by_id[row["user_id"]].attributes[row["name"]] = (kind, value_from_row(kind, row))
+        for row in store.live_tag_rows(conn, user_ids, now):
+            if row["user_id"] in by_id:
+                by_id[row["user_id"]].tags.append((row["tag"], row["expires_ms"]))
+        return by_id
+
+    def update_profile(self, patch: Profile, paths: Sequence[str]) -> Profile:
+        """Applies the fields named by ``paths`` (an update mask) from ``patch``."""
+        if not paths:
+            raise InvalidArgument("update_mask", "name at least one field to update")
+        for path in paths:
+            if path not in UPDATABLE_PATHS and not (
+                path.startswith("attributes.") and ATTRIBUTE_NAME.match(path[len("attributes."):])
+            ):
+                raise InvalidArgument("update_mask", f"cannot update {path!r}")
+        self._check_profile_fields(patch, paths)
+        values: dict = {}
+        if "time_zone" in paths:
+            values["time_zone"] = patch.time_zone
+        if "quiet_hours" in paths:
+            values["quiet_start_minute"] = patch.quiet_start_minute
+            values["quiet_end_minute"] = patch.quiet_end_minute
+        if "notifications_disabled" in paths:
+            values["notifications_disabled"] = patch.notifications_disabled
+        if "app_uninstalled" in paths:
+            values["app_uninstalled"] = patch.app_uninstalled
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, patch.external_id, "profile.name")
+            catalog = store.catalog(conn)
+            if "attributes" in paths:
+                self._check_attributes(catalog, patch.attributes, "profile.attributes")
+                self._write_attributes(conn, user_id, patch.attributes, replace=True)
+            single = {
+                p[len("attributes."):] for p in paths if p.startswith("attributes.")
+            }
+            if single:
+                chosen = {
+                    name: patch.attributes.get(name, (None, None)) for name in sorted(single)
+                }
+                self._check_attributes(catalog, chosen, "profile.attributes")
+                self._write_attributes(conn, user_id, chosen, replace=False)
+            if "tags" in paths:
+                self._write_tags(conn, user_id, patch.tags, replace=True)
+            conn.execute(
+                update(profiles).where(profiles.c.id == user_id).values(
+                    updated_ms=self.now_ms(), **values
+                )
+            )
+        return self.get_profile(patch.external_id)
+
+    def list_profiles(
+        self, page_size: int, after_id: int, filters: dict
+    ) -> tuple[list[Profile], int | None]:
+        """One page of profiles in internal-id order; returns the next page's start or None."""
+        if page_size < 0:
+            raise InvalidArgument("page_size", "must not be negative")
+        size = min(page_size or 100, 1000)
+        attribute = None
+        with self.engine.connect() as conn:
+            if filters.get("attribute"):
+                name, (kind, value) = filters["attribute"]
+                declared = store.catalog(conn).get(name)
+                if declared is None:
+                    raise InvalidArgument("attribute_equals.name", "unknown attribute")
+                if kind != declared["value_type"] or kind == "string_list":
+                    raise InvalidArgument(
+                        "attribute_equals.value", f"expects a {declared['value_type']} value"
+                    )
+                attribute = (name, COLUMN_FOR_TYPE[kind], value)
+            if filters.get("rfm_group") and filters["rfm_group"] not in traits.RFM_GROUPS:
+                raise InvalidArgument("rfm_group", f"one of {', '.join(traits.RFM_GROUPS)}")
+            ids = store.list_profile_ids(
+                conn,
+                after_id=after_id,
+                limit=size + 1,
+                now_ms=self.now_ms(),
+                tag=filters.get("tag") or None,
+                rfm_group=filters.get("rfm_group") or None,
+                lifecycle_stage=filters.get("lifecycle_stage") or None,
+                attribute=attribute,
+                created_after_ms=filters.get("created_after_ms"),
+            )
+            page, more = ids[:size], len(ids) > size
+            by_id = self._load_profiles(conn, page)
+        return [by_id[i] for i in page if i in by_id], (page[-1] if more else None)
+
+    def delete_profile(self, external_id: str) -> None:
+        """Removes the profile and all its data and tells other services (no audit record)."""
+        self._remove_user(external_id, audit=None)
+
+    # --- tags ----------------------------------------------------------------------------
+
+    def add_tags(self, external_id: str, tags: Sequence[tuple[str, int | None]]) -> Profile:
+        if not tags:
+            raise InvalidArgument("tags", "name at least one tag")
+        now = self.now_ms()
+        for i, (tag, expires_ms) in enumerate(tags):
+            self._check_tag(f"tags[{i}].tag", tag)
+            if expires_ms is not None and expires_ms <= now:
+                raise InvalidArgument(f"tags[{i}].expire_time", "must be in the future")
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, external_id)
+            self._write_tags(conn, user_id, tags, replace=False)
+        return self.get_profile(external_id)
+
+    def remove_tags(self, external_id: str, tags: Sequence[str]) -> Profile:
+        if not tags:
+            raise InvalidArgument("tags", "name at least one tag")
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, external_id)
+            conn.execute(
+                delete(profile_tags).where(
+                    profile_tags.c.user_id == user_id, profile_tags.c.tag.in_(list(tags))
+                )
+            )
+        return self.get_profile(external_id)
+
+    # --- identity ------------------------------------------------------------------------
+
+    def merge_identity(self, alias: str, external_id: str) -> tuple[Profile, bool]:
+        """Folds an anonymous id (and its profile, if any) into a known user.
+
+        Returns the merged profile and whether an alias profile existed. Merging the same
+        alias into the same user again is a no-op; into another user it is refused.
+        """
+        self._check_external_id("anonymous_id", alias)
+        self._check_external_id("name", external_id)
+        if alias == external_id:
+            raise InvalidArgument("anonymous_id", "must differ from the known user's id")
+        now = self.now_ms()
+        with self.engine.begin() as conn:
+            user_id = conn.execute(
+                select(profiles.c.id).where(profiles.c.external_id == external_id)
+            ).scalar()
+            if user_id is None:
+                raise NotFound("profile", f"profiles/{external_id}")
+            linked = conn.execute(
+                select(identity_links.c.user_id).where(identity_links.c.alias_external_id == alias)
+            ).scalar()
+            if linked is not None and linked != user_id:
+                raise FailedPrecondition(
+                    "the anonymous id is already merged into another user",
+                    [("IDENTITY_LINKED", f"profiles/{alias}", "merged into another user")],
+                )
+            alias_id = conn.execute(
+                select(profiles.c.id).where(profiles.c.external_id == alias)
+            ).scalar()
+            if alias_id is not None:
+                store.merge_user_rows(conn, alias_id, user_id)
+                traits.refresh_users(conn, [user_id], self.config, self.as_of_ms(), now)
+            if linked is None:
+                conn.execute(
+                    identity_links.insert().values(
+                        alias_external_id=alias, user_id=user_id, merged_ms=now
+                    )
+                )
+            conn.execute(update(profiles).where(profiles.c.id == user_id).values(updated_ms=now))
+        if alias_id is not None:
+            self._publish_erasure(alias_id, alias, "merged", now)
+        return self.get_profile(external_id), alias_id is not None
+
+    # --- events --------------------------------------------------------------------------
+
+    def check_batch_size(self, count: int, field: str = "events") -> None:
+        if count == 0:
+            raise InvalidArgument(field, "must hold at least one event")
+        if count > self.config.max_batch_events:
+            raise InvalidArgument(
+                field, f"holds {count} events; at most {self.config.max_batch_events} per call"
+            )
+
+    def validate_event(self, event: EventIn, field: str, now_ms: int) -> None:
+        """Raises InvalidArgument naming the offending field of one event."""
+        if not event.event_id or len(event.event_id) > MAX_EVENT_ID:
+            raise InvalidArgument(f"{field}.event_id", f"must be 1..{MAX_EVENT_ID} characters")
+        self._check_external_id(f"{field}.user_id", event.external_id)
+        if not EVENT_TYPE.match(event.event_type or ""):
+            raise InvalidArgument(f"{field}.event_type", "must be 1..128 of [A-Za-z0-9_.:-]")
+        if event.ts_ms is None:
+            raise InvalidArgument(f"{field}.timestamp", "is required")
+        if event.ts_ms > now_ms + self.config.max_future_skew_s * 1000:
+            raise InvalidArgument(
+                f"{field}.timestamp",
+                f"is more than {self.config.max_future_skew_s} s in the future",
+            )
+        if event.ts_ms < -2_208_988_800_000:
+            raise InvalidArgument(f"{field}.timestamp", "is before 1900")
+        if self.config.retention_days and event.ts_ms < now_ms - self.config.retention_days * DAY_MS:
+            raise InvalidArgument(
+                f"{field}.timestamp",
+                f"is older than the {self.config.retention_days}-day retention window",
+            )
+        if event.value is not None and event.value != event.value:
+            raise InvalidArgument(f"{field}.value", "must be a number")
+        if len(event.properties) > MAX_PROPERTIES:
+            raise InvalidArgument(f"{field}.properties", f"at most {MAX_PROPERTIES} properties")
+        for name, (kind, value) in event.properties.items():
+            if not PROPERTY_NAME.match(name):
+                raise InvalidArgument(f"{field}.properties[{name}]", "invalid property name")
+            check_value(f"{field}.properties[{name}]", kind, value)
+
+    def ingest_events(
+        self, batch: Sequence[EventIn], field: str = "events", prevalidated: bool = False
+    ) -> IngestResult:
+        """Stores the valid events of a batch and reports every item.
+
+        Invalid items (and, when unknown users are refused, their events) are reported with
+        their error and skipped; valid items are committed together in one transaction.
+        Re-sent event ids are reported as duplicates and stored once. ``prevalidated`` skips
+        the per-event checks for a caller that already ran ``validate_event`` on each.
+        """
+        self.check_batch_size(len(batch), field)
+        now = self.now_ms()
+        outcomes = [EventOutcome(index=i, event_id=e.event_id) for i, e in enumerate(batch)]
+        seen: set[str] = set()
+        valid: list[int] = []
+        for i, event in enumerate(batch):
+            if not prevalidated:
+                try:
+                    self.validate_event(event, f"{field}[{i}]", now)
+                except InvalidArgument as exc:
+                    outcomes[i].error = exc
+                    continue
+            if event.event_id in seen:
+                outcomes[i].duplicate = True
+                continue
+            seen.add(event.event_id)
+            valid.append(i)
+        inserted: list[dict] = []
+        touched: set[int] = set()
+        if valid:
+            with self.engine.begin() as conn:
+                ids = self._user_ids_for_events(conn, batch, valid, now)
+                rows = []
+                for i in valid:
+                    event = batch[i]
+                    user_id = ids.get(event.external_id)
+                    if user_id is None:
+                        outcomes[i].error = NotFound(
+                            "profile",
+                            f"profiles/{event.external_id}",
+                            f"{field}[{i}].user_id: unknown user {event.external_id!r}",
+                        )
+                        continue
+                    rows.append(
+                        {
+                            "event_id": event.event_id,
+                            "user_id": user_id,
+                            "event_type": event.event_type,
+                            "ts_ms": event.ts_ms,
+                            "value": event.value,
+                            "properties": {
+                                k: _json_value(kind, v) for k, (kind, v) in event.properties.items()
+                            }
+                            or None,
+                        }
+                    )
+                stored = self._insert_events(conn, rows)
+                for i in valid:
+                    if outcomes[i].error is None and batch[i].event_id not in stored:
+                        outcomes[i].duplicate = True
+                for row in rows:
+                    if row["event_id"] in stored:
+                        row["id"] = stored[row["event_id"]]
+                        inserted.append(row)
+                        touched.add(row["user_id"])
+                if touched:
+                    traits.refresh_users(conn, touched, self.config, self.as_of_ms(), now)
+            self.publish_events(inserted, {v: k for k, v in ids.items()})
+        rejected = sum(1 for o in outcomes if o.error is not None)
+        duplicates = sum(1 for o in outcomes if o.duplicate)
+        return IngestResult(outcomes, len(inserted), duplicates, rejected, touched)
+
+    def unknown_users(self, external_ids: Iterable[str]) -> list[str]:
+        """The ids among ``external_ids`` that name no profile (nor merged alias)."""
+        wanted = list(dict.fromkeys(external_ids))
+        with self.engine.connect() as conn:
+            found = store.resolve_ids(conn, wanted)
+        return [e for e in wanted if e not in found]
+
+    def _user_ids_for_events(self, conn, batch, valid: list[int], now: int) -> dict[str, int]:
+        wanted = list(dict.fromkeys(batch[i].external_id for i in valid))
+        ids = store.resolve_ids(conn, wanted)
+        missing = [e for e in wanted if e not in ids]
+        if missing and self.config.unknown_user == "create":
+            store.create_bare_profiles(conn, missing, now)
+            ids.update(store.resolve_ids(conn, missing))
+        return ids
+
+    @staticmethod
+    def _insert_events(conn, rows: list[dict]) -> dict[str, int]:
+        """One multi-row INSERT .. ON CONFLICT DO NOTHING; returns event_id -> row id stored."""
+        if not rows:
+            return {}
+        stmt = (
+            store.dialect_insert(conn, events)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(events.c.event_id, events.c.id)
+        )
+        return dict(conn.execute(stmt, rows).all())
+
+    def publish_events(self, rows: list[dict], external_by_id: dict[int, str]) -> None:
+        """XADDs stored events to ``profile:events`` in pipelined chunks.
+
+        The events are already committed; if Redis is unreachable their row ids go to the
+        publish backlog, which the maintenance loop drains, so no stored event goes unannounced.
+        """
+        if not rows or self.redis is None:
+            return
+        try:
+            for part in store.chunks(rows, 2000):
+                pipe = self.redis.pipeline(transaction=False)
+                for row in part:
+                    pipe.xadd(
+                        EVENTS_STREAM,
+                        {
+                            "event_id": row["event_id"],
+                            "user_id": row["user_id"],
+                            "external_id": external_by_id.get(row["user_id"], ""),
+                            "event_type": row["event_type"],
+                            "ts_ms": row["ts_ms"],
+                            "value": "" if row["value"] is None else repr(row["value"]),
+                            "properties": json.dumps(row["properties"] or {}, separators=(",", ":")),
+                        },
+                        maxlen=self.config.events_stream_maxlen,
+                        approximate=True,
+                    )
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("profile:events publication deferred: %s", exc)
+            with self.engine.begin() as conn:
+                store.insert_ignore(
+                    conn,
+                    publish_backlog,
+                    [{"event_row_id": r["id"], "queued_ms": self.now_ms()} for r in rows],
+                    ["event_row_id"],
+                )
+
+    def drain_publish_backlog(self, limit: int = 10_000) -> int:
+        """Publishes events whose announcement failed earlier; returns how many went out."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    events.c.id, events.c.event_id, events.c.user_id, events.c.event_type,
+                    events.c.ts_ms, events.c.value, events.c.properties, profiles.c.external_id,
+                )
+                .select_from(
+                    publish_backlog.join(events, events.c.id == publish_backlog.c.event_row_id)
+                    .join(profiles, profiles.c.id == events.c.user_id)
+                )
+                .order_by(events.c.id)
+                .limit(limit)
+            ).mappings().all()
+        if not rows:
+            return 0
+        if self.redis is None:
+            return 0
+        self.publish_events([dict(r) for r in rows], {r["user_id"]: r["external_id"] for r in rows})
+        with self.engine.begin() as conn:
+            for part in store.chunks([r["id"] for r in rows]):
+                conn.execute(delete(publish_backlog).where(publish_backlog.c.event_row_id.in_(part)))
+        return len(rows)
+
+    def list_events(
+        self,
+        external_id: str,
+        *,
+        event_type: str = "",
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        page_size: int = 100,
+        before_row_id: int | None = None,
+    ) -> tuple[list[dict], int | None]:
+        """One page of a user's events, newest first; returns the next page's cursor or None."""
+        if page_size < 0:
+            raise InvalidArgument("page_size", "must not be negative")
+        size = min(page_size or 100, 1000)
+        with self.engine.connect() as conn:
+            user_id = self._user_id(conn, external_id, "name")
+            query = select(events).where(events.c.user_id == user_id)
+            if event_type:
+                query = query.where(events.c.event_type == event_type)
+            if start_ms is not None:
+                query = query.where(events.c.ts_ms >= start_ms)
+            if end_ms is not None:
+                query = query.where(events.c.ts_ms < end_ms)
+            if before_row_id is not None:
+                query = query.where(events.c.id < before_row_id)
+            rows = conn.execute(
+                query.order_by(events.c.id.desc()).limit(size + 1)
+            ).mappings().all()
+        page = [dict(r) for r in rows[:size]]
+        return page, (page[-1]["id"] if len(rows) > size else None)
+
+    # --- traits --------------------------------------------------------------------------
+
+    def recompute_traits(self, as_of_ms: int | None = None, external_ids: Sequence[str] = ()) -> dict:
+        """A full recompute, or an incremental refresh of the named users only."""
+        as_of = self.as_of_ms(as_of_ms)
+        now = self.now_ms()
+        with self.engine.begin() as conn:
+            if external_ids:
+                if len(external_ids) > self.config.max_batch_items:
+                    raise InvalidArgument("names", f"at most {self.config.max_batch_items}")
+                ids = store.resolve_ids(conn, external_ids)
+                missing = [e for e in external_ids if e not in ids]
+                if missing:
+                    raise NotFound("profile", f"profiles/{missing[0]}")
+                users = traits.refresh_users(conn, list(ids.values()), self.config, as_of, now)
+                return {"users": users, "full": False, "as_of_ms": as_of}
+            summary = traits.recompute_all(conn, self.config, as_of, now)
+        return {**summary, "full": True, "as_of_ms": as_of}
+
+    def get_traits(self, external_id: str) -> dict:
+        """The computed traits, per-event-type counts and model scores of one user."""
+        with self.engine.connect() as conn:
+            user_id = self._user_id(conn, external_id, "name")
+            row = conn.execute(
+                select(computed_traits).where(computed_traits.c.user_id == user_id)
+            ).mappings().first()
+            counts = conn.execute(
+                select(event_type_counts)
+                .where(event_type_counts.c.user_id == user_id)
+                .order_by(event_type_counts.c.event_type)
+            ).mappings().all()
+            model_scores = conn.execute(
+                select(scores).where(scores.c.user_id == user_id).order_by(scores.c.model_name)
+            ).mappings().all()
+        return {
+            "user_id": user_id,
+            "external_id": external_id,
+            "traits": dict(row) if row else None,
+            "event_counts": [dict(c) for c in counts],
+            "scores": [dict(s) for s in model_scores],
+        }
+
+    def write_scores(self, items: Sequence[ScoreIn]) -> list[ServiceError | None]:
+        """Upserts model scores; returns one error (or None when stored) per item.
+
+        Items naming an unknown user or carrying a bad value are refused one by one; the
+        others are stored together.
+        """
+        if not items:
+            raise InvalidArgument("scores", "must hold at least one score")
+        if len(items) > self.config.max_batch_events:
+            raise InvalidArgument("scores", f"at most {self.config.max_batch_events} per call")
+        now = self.now_ms()
+        errors: list[ServiceError | None] = [None] * len(items)
+        for i, item in enumerate(items):
+            field = f"scores[{i}]"
+            if not item.model_name or len(item.model_name) > MAX_MODEL_NAME:
+                errors[i] = InvalidArgument(f"{field}.model_name", "must be 1..128 characters")
+            elif not item.model_version or len(item.model_version) > MAX_MODEL_VERSION:
+                errors[i] = InvalidArgument(f"{field}.model_version", "must be 1..64 characters")
+            elif item.score != item.score or item.score in (float("inf"), float("-inf")):
+                errors[i] = InvalidArgument(f"{field}.score", "must be a finite number")
+            elif not item.user_id and not item.external_id:
+                errors[i] = InvalidArgument(f"{field}.user_id", "set user_id or external_id")
+        with self.engine.begin() as conn:
+            by_external = store.resolve_ids(
+                conn, [it.external_id for it, e in zip(items, errors) if e is None and it.external_id]
+            )
+            known = store.existing_user_ids(
+                conn, [it.user_id for it, e in zip(items, errors) if e is None and it.user_id]
+            )
+            rows: dict[tuple[int, str], dict] = {}
+            for i, item in enumerate(items):
+                if errors[i] is not None:
+                    continue
+                user_id = item.user_id if item.user_id else by_external.get(item.external_id)
+                if user_id is None or (item.user_id and item.user_id not in known):
+                    errors[i] = NotFound(
+                        "profile",
+                        f"profiles/{item.external_id}" if item.external_id else f"users/{item.user_id}",
+                        f"scores[{i}].user_id: unknown user",
+                    )
+                    continue
+                rows[(user_id, item.model_name)] = {
+                    "user_id": user_id,
+                    "model_name": item.model_name,
+                    "score": float(item.score),
+                    "model_version": item.model_version,
+                    "scored_ms": item.scored_ms or now,
+                }
+            store.upsert(conn, scores, list(rows.values()), ["user_id", "model_name"])
+        return errors
+
+    # --- consent and contactability ------------------------------------------------------
+
+    def update_consents(
+        self, external_id: str, changes: Sequence[tuple[str, bool, str, int | None]]
+    ) -> dict[str, tuple[bool, int | None, str]]:
+        """Records (channel, subscribed, source, time) changes; an older change never wins."""
+        if not changes:
+            raise InvalidArgument("consents", "name at least one channel")
+        now = self.now_ms()
+        rows = []
+        for i, (channel, subscribed, source, at_ms) in enumerate(changes):
+            if channel not in CHANNELS:
+                raise InvalidArgument(f"consents[{i}].channel", "must be set to a known channel")
+            if not source or len(source) > MAX_SOURCE:
+                raise InvalidArgument(
+                    f"consents[{i}].source", f"say where the choice was made (1..{MAX_SOURCE})"
+                )
+            if at_ms is not None and at_ms > now + self.config.max_future_skew_s * 1000:
+                raise InvalidArgument(f"consents[{i}].update_time", "is in the future")
+            rows.append(
+                {"channel": channel, "subscribed": bool(subscribed), "source": source,
+                 "updated_ms": at_ms or now}
+            )
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, external_id)
+            for row in rows:
+                row["user_id"] = user_id
+            store.upsert(
+                conn,
+                consents,
+                rows,
+                ["user_id", "channel"],
+                where=lambda stmt: consents.c.updated_ms <= stmt.excluded.updated_ms,
+            )
+        return self.get_consents(external_id)
+
+    def get_consents(self, external_id: str) -> dict[str, tuple[bool, int | None, str]]:
+        with self.engine.connect() as conn:
+            user_id = self._user_id(conn, external_id)
+            return self._consents_of(conn, [user_id])[user_id]
+
+    def _consents_of(self, conn, user_ids: list[int]) -> dict[int, dict]:
+        out = {u: {c: (c in self.config.opt_out_channels, None, "default") for c in CHANNELS}
+               for u in user_ids}
+        for part in store.chunks(user_ids):
+            for row in conn.execute(
+                select(consents).where(consents.c.user_id.in_(part))
+            ).mappings():
+                out[row["user_id"]][row["channel"]] = (
+                    bool(row["subscribed"]), row["updated_ms"], row["source"]
+                )
+        return out
+
+    def batch_contactability(
+        self,
+        external_ids: Sequence[str] = (),
+        user_ids: Sequence[int] = (),
+        channels: Sequence[str] = (),
+        at_ms: int | None = None,
+    ) -> list[Contactability]:
+        """Per user, in request order (external ids first): consent, flags and quiet hours.
+
+        Unknown users come back with ``found`` false rather than failing the batch, so a
+        delivery run over a stale audience skips them.
+        """
+        total = len(external_ids) + len(user_ids)
+        if total == 0:
+            raise InvalidArgument("names", "name at least one user")
+        if total > self.config.max_batch_items:
+            raise InvalidArgument("names", f"at most {self.config.max_batch_items} users per call")
+        for i, channel in enumerate(channels):
+            if channel not in CHANNELS:
+                raise InvalidArgument(f"channels[{i}]", "must be set to a known channel")
+        wanted_channels = list(channels) or list(CHANNELS)
+        at = at_ms or self.now_ms()
+        with self.engine.connect() as conn:
+            ids = store.resolve_ids(conn, external_ids)
+            keys = [ids.get(e) for e in external_ids] + list(user_ids)
+            present = [k for k in keys if k is not None]
+            rows = {r["id"]: r for r in store.profile_rows(conn, present)}
+            consent_map = self._consents_of(conn, list(rows))
+        out = []
+        for position, key in enumerate(keys):
+            row = rows.get(key)
+            if row is None:
+                name = external_ids[position] if position < len(external_ids) else ""
+                out.append(Contactability(found=False, user_id=key or 0, external_id=name))
+                continue
+            user_consents = {c: consent_map[key][c] for c in wanted_channels}
+            disabled, uninstalled = bool(row["notifications_disabled"]), bool(row["app_uninstalled"])
+            contactable = {}
+            for channel, (subscribed, _at, _src) in user_consents.items():
+                blocked = (channel == "push" and (disabled or uninstalled)) or (
+                    channel == "in_app" and uninstalled
+                )
+                contactable[channel] = subscribed and not blocked
+            out.append(
+                Contactability(
+                    found=True,
+                    user_id=row["id"],
+                    external_id=row["external_id"],
+                    time_zone=row["time_zone"],
+                    quiet_start_minute=row["quiet_start_minute"],
+                    quiet_end_minute=row["quiet_end_minute"],
+                    quiet_hours_active=quiet_hours_active(
+                        row["time_zone"], row["quiet_start_minute"], row["quiet_end_minute"], at
+                    ),
+                    notifications_disabled=disabled,
+                    app_uninstalled=uninstalled,
+                    consents=user_consents,
+                    contactable=contactable,
+                )
+            )
+        return out
+
+    # --- erasure and retention -----------------------------------------------------------
+
+    def erase_user(self, external_id: str, requested_by: str, reason: str) -> dict:
+        """Right to be forgotten: removes everything, announces it, keeps a PII-free audit row."""
+        if len(reason or "") > 256:
+            raise InvalidArgument("reason", "at most 256 characters")
+        return self._remove_user(
+            external_id, audit={"requested_by": requested_by or "unknown", "reason": reason or ""}
+        )
+
+    def _remove_user(self, external_id: str, audit: dict | None) -> dict:
+        now = self.now_ms()
+        erasure_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, external_id)
+            real_external = conn.execute(
+                select(profiles.c.external_id).where(profiles.c.id == user_id)
+            ).scalar_one()
+            aliases = list(
+                conn.execute(
+                    select(identity_links.c.alias_external_id).where(
+                        identity_links.c.user_id == user_id
+                    )
+                ).scalars()
+            )
+            counts = store.delete_user_data(conn, user_id)
+            if audit is not None:
+                conn.execute(
+                    erasure_audit.insert().values(
+                        erasure_id=erasure_id,
+                        user_id=user_id,
+                        erased_ms=now,
+                        requested_by=audit["requested_by"][:128],
+                        reason=audit["reason"],
+                        rows_deleted=counts,
+                    )
+                )
+        self._publish_erasure(
+            user_id, real_external, "erased" if audit else "deleted", now, erasure_id, aliases
+        )
+        return {"erasure_id": erasure_id, "user_id": user_id, "erased_ms": now, "rows": counts}
+
+    def _publish_erasure(
+        self, user_id: int, external_id: str, kind: str, now: int, erasure_id: str = "",
+        aliases: Sequence[str] = (),
+    ) -> None:
+        """Announces on ``profile:erasures`` that a user id is gone (erased, deleted, merged).
+
+        The entry carries the external id and aliases because other services may key their
+        own records by them; the stream is capped so these entries age out.
+        """
+        if self.redis is None:
+            return
+        self.redis.xadd(
+            ERASURES_STREAM,
+            {
+                "user_id": user_id,
+                "external_id": external_id,
+                "aliases": json.dumps(list(aliases)),
+                "kind": kind,
+                "erasure_id": erasure_id,
+                "ts_ms": now,
+            },
+            maxlen=ERASURES_STREAM_MAXLEN,
+            approximate=True,
+        )
+
+    def erasure_audit(self, user_id: int) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r)
+                for r in conn.execute(
+                    select(erasure_audit).where(erasure_audit.c.user_id == user_id)
+                ).mappings()
+            ]
+
+    def prune(self) -> dict[str, int]:
+        """Deletes events past the retention window and expired tags; returns rows removed."""
+        now = self.now_ms()
+        removed = {"events": 0, "tags": 0}
+        with self.engine.begin() as conn:
+            if self.config.retention_days > 0:
+                cutoff = now - self.config.retention_days * DAY_MS
+                old = select(events.c.id).where(events.c.ts_ms < cutoff)
+                conn.execute(delete(publish_backlog).where(publish_backlog.c.event_row_id.in_(old)))
+                removed["events"] = conn.execute(
+                    delete(events).where(events.c.ts_ms < cutoff)
+                ).rowcount
+            removed["tags"] = conn.execute(
+                delete(profile_tags).where(
+                    and_(profile_tags.c.expires_ms.is_not(None), profile_tags.c.expires_ms <= now)
+                )
+            ).rowcount
+        return removed
+
+
+def quiet_hours_active(
+    time_zone: str, start_minute: int | None, end_minute: int | None, at_ms: int
+) -> bool:
+    """Whether ``at_ms`` falls in the user's quiet hours (which may wrap past midnight)."""
+    if start_minute is None or end_minute is None or start_minute == end_minute:
+        return False
+    try:
+        zone = zoneinfo.ZoneInfo(time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo("UTC")
+    local = dt.datetime.fromtimestamp(at_ms / 1000, tz=zone)
+    minute = local.hour * 60 + local.minute
+    if start_minute < end_minute:
+        return start_minute <= minute < end_minute
+    return minute >= start_minute or minute < end_minute

@@ -1,0 +1,236 @@
+"""SQL of the profile service (SQLAlchemy Core, bound parameters, bulk statements)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from services.common.profile_tables import (
+    attribute_catalog,
+    computed_traits,
+    consents,
+    event_type_counts,
+    events,
+    profile_attributes,
+    profile_tags,
+    profiles,
+    scores,
+)
+from services.profile.tables import identity_links, publish_backlog
+
+# Bound parameters per statement stay far below SQLite's (32766) and PostgreSQL's (65535) caps.
+IN_CHUNK = 900
+
+
+def chunks(items: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def dialect_insert(conn: Connection, table):
+    """An INSERT supporting ON CONFLICT on the connection's engine (SQLite or PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the profile store needs SQLite or PostgreSQL, not {conn.dialect.name}")
+
+
+def insert_ignore(conn: Connection, table, rows: list[dict], key: Sequence[str]) -> None:
+    """Inserts ``rows`` in one executemany, skipping those whose ``key`` already exists."""
+    if rows:
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key), rows)
+
+
+def upsert(conn: Connection, table, rows: list[dict], key: Sequence[str], where=None) -> None:
+    """Inserts or overwrites ``rows`` (all non-key columns) in one executemany."""
+    if not rows:
+        return
+    stmt = dialect_insert(conn, table)
+    columns = [c for c in rows[0] if c not in key]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=key,
+        set_={c: stmt.excluded[c] for c in columns},
+        where=where(stmt) if where else None,
+    )
+    conn.execute(stmt, rows)
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def resolve_ids(conn: Connection, external_ids: Iterable[str]) -> dict[str, int]:
+    """Internal ids of known external ids, following identity links of merged aliases."""
+    wanted = list(dict.fromkeys(external_ids))
+    found: dict[str, int] = {}
+    for part in chunks(wanted):
+        found.update(
+            conn.execute(
+                select(profiles.c.external_id, profiles.c.id).where(profiles.c.external_id.in_(part))
+            ).all()
+        )
+        found.update(
+            conn.execute(
+                select(identity_links.c.alias_external_id, identity_links.c.user_id).where(
+                    identity_links.c.alias_external_id.in_(part)
+                )
+            ).all()
+        )
+    return found
+
+
+def existing_user_ids(conn: Connection, user_ids: Iterable[int]) -> set[int]:
+    wanted = list(set(user_ids))
+    found: set[int] = set()
+    for part in chunks(wanted):
+        found.update(conn.execute(select(profiles.c.id).where(profiles.c.id.in_(part))).scalars())
+    return found
+
+
+def create_bare_profiles(conn: Connection, external_ids: Sequence[str], now_ms: int) -> None:
+    rows = [{"external_id": e, "created_ms": now_ms, "updated_ms": now_ms} for e in external_ids]
+    insert_ignore(conn, profiles, rows, ["external_id"])
+
+
+def profile_rows(conn: Connection, user_ids: Sequence[int]) -> list:
+    out = []
+    for part in chunks(list(user_ids)):
+        out.extend(conn.execute(select(profiles).where(profiles.c.id.in_(part))).mappings().all())
+    return out
+
+
+def attribute_rows(conn: Connection, user_ids: Sequence[int]) -> list:
+    out = []
+    for part in chunks(list(user_ids)):
+        out.extend(
+            conn.execute(
+                select(profile_attributes).where(profile_attributes.c.user_id.in_(part))
+            ).mappings().all()
+        )
+    return out
+
+
+def live_tag_rows(conn: Connection, user_ids: Sequence[int], now_ms: int) -> list:
+    out = []
+    for part in chunks(list(user_ids)):
+        out.extend(
+            conn.execute(
+                select(profile_tags).where(
+                    profile_tags.c.user_id.in_(part),
+                    or_(profile_tags.c.expires_ms.is_(None), profile_tags.c.expires_ms > now_ms),
+                ).order_by(profile_tags.c.user_id, profile_tags.c.tag)
+            ).mappings().all()
+        )
+    return out
+
+
+def catalog(conn: Connection) -> dict[str, dict]:
+    return {
+        row["name"]: dict(row)
+        for row in conn.execute(select(attribute_catalog)).mappings()
+    }
+
+
+def list_profile_ids(
+    conn: Connection,
+    *,
+    after_id: int,
+    limit: int,
+    now_ms: int,
+    tag: str | None = None,
+    rfm_group: str | None = None,
+    lifecycle_stage: str | None = None,
+    attribute: tuple[str, str, object] | None = None,
+    created_after_ms: int | None = None,
+) -> list[int]:
+    """One keyset page of internal ids matching every given filter, in id order."""
+    query = select(profiles.c.id).where(profiles.c.id > after_id)
+    if tag is not None:
+        query = query.where(
+            exists().where(
+                profile_tags.c.user_id == profiles.c.id,
+                profile_tags.c.tag == tag,
+                or_(profile_tags.c.expires_ms.is_(None), profile_tags.c.expires_ms > now_ms),
+            )
+        )
+    if rfm_group is not None or lifecycle_stage is not None:
+        conditions = [computed_traits.c.user_id == profiles.c.id]
+        if rfm_group is not None:
+            conditions.append(computed_traits.c.rfm_group == rfm_group)
+        if lifecycle_stage is not None:
+            conditions.append(computed_traits.c.lifecycle_stage == lifecycle_stage)
+        query = query.where(exists().where(*conditions))
+    if attribute is not None:
+        name, column, value = attribute
+        query = query.where(
+            exists().where(
+                profile_attributes.c.user_id == profiles.c.id,
+                profile_attributes.c.name == name,
+                profile_attributes.c[column] == value,
+            )
+        )
+    if created_after_ms is not None:
+        query = query.where(profiles.c.created_ms > created_after_ms)
+    return list(conn.execute(query.order_by(profiles.c.id).limit(limit)).scalars())
+
+
+def delete_user_data(conn: Connection, user_id: int) -> dict[str, int]:
+    """Removes every row about one user from every table; returns rows removed per table."""
+    counts: dict[str, int] = {}
+    counts[publish_backlog.name] = conn.execute(
+        delete(publish_backlog).where(
+            publish_backlog.c.event_row_id.in_(select(events.c.id).where(events.c.user_id == user_id))
+        )
+    ).rowcount
+    for table in (
+        events,
+        profile_attributes,
+        profile_tags,
+        computed_traits,
+        event_type_counts,
+        scores,
+        consents,
+    ):
+        counts[table.name] = conn.execute(delete(table).where(table.c.user_id == user_id)).rowcount
+    counts[identity_links.name] = conn.execute(
+        delete(identity_links).where(identity_links.c.user_id == user_id)
+    ).rowcount
+    counts[profiles.name] = conn.execute(delete(profiles).where(profiles.c.id == user_id)).rowcount
+    return counts
+
+
+def merge_user_rows(conn: Connection, alias_id: int, user_id: int) -> None:
+    """Moves an alias profile's events, attributes, tags and consents onto ``user_id``.
+
+    The known user's own attributes, tags and consents win where both have one; the alias's
+    scores and traits are dropped (the known user's traits are refreshed by the caller).
+    """
+    conn.execute(update(events).where(events.c.user_id == alias_id).values(user_id=user_id))
+    for table, key in (
+        (profile_attributes, "name"),
+        (profile_tags, "tag"),
+        (consents, "channel"),
+    ):
+        mine = table.alias("mine")
+        columns = [c.name for c in table.columns]
+        source = select(
+            *[literal(user_id).label("user_id") if c == "user_id" else table.c[c] for c in columns]
+        ).where(
+            table.c.user_id == alias_id,
+            ~exists().where(and_(mine.c.user_id == user_id, mine.c[key] == table.c[key])),
+        )
+        conn.execute(table.insert().from_select(columns, source))
+        conn.execute(delete(table).where(table.c.user_id == alias_id))
+    for table in (scores, computed_traits, event_type_counts):
+        conn.execute(delete(table).where(table.c.user_id == alias_id))
+    conn.execute(
+        update(identity_links).where(identity_links.c.user_id == alias_id).values(user_id=user_id)
+    )
+    conn.execute(delete(profiles).where(profiles.c.id == alias_id))
+
+
+def count(conn: Connection, table, *where) -> int:
+    return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()

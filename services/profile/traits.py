@@ -1,0 +1,273 @@
+"""Computed traits as SQL set operations: RFM, quintile scores, named groups, lifecycle, counts.
+
+Definitions (all relative to an instant ``as_of``; events stamped after it are ignored):
+
+- *purchases* are events whose type is one of the configured purchase types;
+- ``last_purchase_ms``: the latest purchase ever; ``recency_days`` = (as_of - it) / 1 day;
+- ``frequency`` and ``monetary``: the number of purchases and the sum of their ``value`` within
+  the RFM window (the last ``rfm_window_days`` days; 0 means all history);
+- quintile scores 1..5 rank every user who ever purchased (the *population*, n users). For a
+  user whose value v has c users strictly below it, the score is 1 + floor(5c / n): ties share
+  a score, and the best fifth scores 5. Recency ranks ``last_purchase_ms`` (later is better),
+  frequency ranks the count and monetary ranks the sum rounded to cents. A full recompute
+  stores the least value reaching each score (the breakpoints); an incremental refresh scores
+  the users a batch touched against the stored breakpoints, so their scores stay comparable
+  with everyone else's until the next full recompute;
+- named RFM groups come from R and FM = floor((F + M + 1) / 2) (the mean of F and M, rounded
+  half up) through ``RFM_GRID`` below;
+- lifecycle stage over events of every type: ``new`` if first seen within ``new_days``, else
+  ``active`` if last seen within ``active_days``, else ``dormant`` if last seen within
+  ``dormant_days``, else ``churned``;
+- per-event-type counts over the last 7, 30 and 90 days (ts > as_of - N days) and in total.
+
+Users without any event have no traits row; users who never purchased have null scores/group.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from sqlalchemy import Float, and_, case, cast, delete, func, literal, select, update
+from sqlalchemy import Numeric
+from sqlalchemy.engine import Connection
+
+from services.common.profile_tables import computed_traits, event_type_counts, events
+from services.profile.config import DAY_MS, ProfileConfig
+from services.profile.store import chunks
+from services.profile.tables import rfm_breakpoints
+
+RFM_GROUPS = (
+    "champions",
+    "loyal",
+    "potential_loyalist",
+    "new_customers",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cannot_lose_them",
+    "hibernating",
+    "lost",
+)
+
+# RFM_GRID[r][fm] is the group of recency score r and combined frequency-monetary score fm.
+RFM_GRID: dict[int, dict[int, str]] = {
+    5: {1: "new_customers", 2: "potential_loyalist", 3: "potential_loyalist", 4: "champions", 5: "champions"},
+    4: {1: "promising", 2: "potential_loyalist", 3: "potential_loyalist", 4: "loyal", 5: "champions"},
+    3: {1: "about_to_sleep", 2: "about_to_sleep", 3: "need_attention", 4: "loyal", 5: "loyal"},
+    2: {1: "hibernating", 2: "hibernating", 3: "at_risk", 4: "at_risk", 5: "cannot_lose_them"},
+    1: {1: "lost", 2: "hibernating", 3: "at_risk", 4: "at_risk", 5: "cannot_lose_them"},
+}
+
+DIMENSIONS = ("r", "f", "m")
+
+
+def rfm_group(r: int, f: int, m: int) -> str:
+    """The named group of one user's scores (the same rule the SQL applies)."""
+    return RFM_GRID[r][(f + m + 1) // 2]
+
+
+def _dimension_expr(dimension: str):
+    """The ranked quantity of one RFM dimension over computed_traits."""
+    if dimension == "r":
+        return computed_traits.c.last_purchase_ms
+    if dimension == "f":
+        return computed_traits.c.frequency
+    # Sums of floats differ in the last bits with summation order; cents make ties exact.
+    return func.round(cast(computed_traits.c.monetary, Numeric), 2)
+
+
+def _aggregate_select(config: ProfileConfig, as_of_ms: int, now_ms: int, user_ids=None):
+    """SELECT producing computed_traits rows from events, for all users or ``user_ids``."""
+    is_purchase = events.c.event_type.in_(config.purchase_event_types)
+    window_start = (
+        as_of_ms - config.rfm_window_days * DAY_MS if config.rfm_window_days > 0 else None
+    )
+    in_window = is_purchase if window_start is None else and_(is_purchase, events.c.ts_ms >= window_start)
+    where = [events.c.ts_ms <= as_of_ms]
+    if user_ids is not None:
+        where.append(events.c.user_id.in_(user_ids))
+    agg = (
+        select(
+            events.c.user_id.label("user_id"),
+            func.min(events.c.ts_ms).label("first_seen_ms"),
+            func.max(events.c.ts_ms).label("last_seen_ms"),
+            func.max(case((is_purchase, events.c.ts_ms))).label("last_purchase_ms"),
+            func.sum(case((in_window, 1), else_=0)).label("frequency"),
+            func.sum(case((in_window, func.coalesce(events.c.value, 0.0)), else_=0.0)).label(
+                "monetary"
+            ),
+        )
+        .where(*where)
+        .group_by(events.c.user_id)
+        .subquery()
+    )
+    stage = case(
+        (agg.c.first_seen_ms > as_of_ms - config.lifecycle_new_days * DAY_MS, "new"),
+        (agg.c.last_seen_ms > as_of_ms - config.lifecycle_active_days * DAY_MS, "active"),
+        (agg.c.last_seen_ms > as_of_ms - config.lifecycle_dormant_days * DAY_MS, "dormant"),
+        else_="churned",
+    )
+    columns = [
+        "user_id", "recency_days", "frequency", "monetary", "lifecycle_stage", "first_seen_ms",
+        "last_seen_ms", "last_purchase_ms", "as_of_ms", "updated_ms",
+    ]
+    query = select(
+        agg.c.user_id,
+        (cast(literal(as_of_ms) - agg.c.last_purchase_ms, Float) / DAY_MS).label("recency_days"),
+        agg.c.frequency,
+        agg.c.monetary,
+        stage.label("lifecycle_stage"),
+        agg.c.first_seen_ms,
+        agg.c.last_seen_ms,
+        agg.c.last_purchase_ms,
+        literal(as_of_ms).label("as_of_ms"),
+        literal(now_ms).label("updated_ms"),
+    )
+    return columns, query
+
+
+def _counts_select(as_of_ms: int, now_ms: int, user_ids=None):
+    def within(days: int):
+        return func.sum(case((events.c.ts_ms > as_of_ms - days * DAY_MS, 1), else_=0))
+
+    where = [events.c.ts_ms <= as_of_ms]
+    if user_ids is not None:
+        where.append(events.c.user_id.in_(user_ids))
+    columns = ["user_id", "event_type", "count_7d", "count_30d", "count_90d", "count_total", "updated_ms"]
+    query = (
+        select(
+            events.c.user_id,
+            events.c.event_type,
+            within(7),
+            within(30),
+            within(90),
+            func.count(),
+            literal(now_ms),
+        )
+        .where(*where)
+        .group_by(events.c.user_id, events.c.event_type)
+    )
+    return columns, query
+
+
+def _load_breakpoints(conn: Connection) -> dict[str, dict[int, float | None]] | None:
+    rows = conn.execute(select(rfm_breakpoints)).mappings().all()
+    if not rows:
+        return None
+    out: dict[str, dict[int, float | None]] = {d: {} for d in DIMENSIONS}
+    for row in rows:
+        out[row["dimension"]][row["score"]] = row["min_value"]
+    return out
+
+
+def _compute_breakpoints(conn: Connection) -> tuple[dict[str, dict[int, float | None]], int]:
+    """The least value reaching scores 2..5 per dimension, with the window functions of SQL."""
+    out: dict[str, dict[int, float | None]] = {}
+    population = 0
+    for dimension in DIMENSIONS:
+        value = _dimension_expr(dimension)
+        ranked = (
+            select(
+                value.label("v"),
+                (func.rank().over(order_by=value) - 1).label("c"),
+                func.count().over().label("n"),
+            )
+            .where(computed_traits.c.last_purchase_ms.is_not(None))
+            .subquery()
+        )
+        row = conn.execute(
+            select(
+                func.max(ranked.c.n),
+                *[
+                    func.min(case((5 * ranked.c.c >= (score - 1) * ranked.c.n, ranked.c.v)))
+                    for score in range(2, 6)
+                ],
+            )
+        ).one()
+        population = int(row[0] or 0)
+        out[dimension] = {
+            score: (float(v) if v is not None else None) for score, v in zip(range(2, 6), row[1:])
+        }
+    return out, population
+
+
+def _score_expr(dimension: str, thresholds: dict[int, float | None]):
+    value = _dimension_expr(dimension)
+    expr = literal(1)
+    for score in range(2, 6):
+        threshold = thresholds.get(score)
+        if threshold is not None:
+            # Recency and frequency rank integers; bind them as integers on every engine.
+            bound = threshold if dimension == "m" else int(threshold)
+            expr = expr + case((value >= bound, 1), else_=0)
+    return expr
+
+
+def _group_expr():
+    fm = (computed_traits.c.f_score + computed_traits.c.m_score + 1) // 2
+    whens = [
+        (and_(computed_traits.c.r_score == r, fm == f), group)
+        for r, row in RFM_GRID.items()
+        for f, group in row.items()
+    ]
+    return case(*whens, else_=None)
+
+
+def _apply_scores(conn: Connection, breakpoints, user_ids=None) -> None:
+    where = [computed_traits.c.last_purchase_ms.is_not(None)]
+    if user_ids is not None:
+        where.append(computed_traits.c.user_id.in_(user_ids))
+    conn.execute(
+        update(computed_traits)
+        .where(*where)
+        .values(
+            r_score=_score_expr("r", breakpoints["r"]),
+            f_score=_score_expr("f", breakpoints["f"]),
+            m_score=_score_expr("m", breakpoints["m"]),
+        )
+    )
+    # A second statement: the group reads the scores the first one just wrote.
+    conn.execute(update(computed_traits).where(*where).values(rfm_group=_group_expr()))
+
+
+def refresh_users(
+    conn: Connection, user_ids: Sequence[int], config: ProfileConfig, as_of_ms: int, now_ms: int
+) -> int:
+    """Recomputes the traits of ``user_ids`` only (after an ingested batch); returns users."""
+    ids = sorted(set(user_ids))
+    breakpoints = _load_breakpoints(conn)
+    for part in chunks(ids):
+        part = list(part)
+        conn.execute(delete(computed_traits).where(computed_traits.c.user_id.in_(part)))
+        conn.execute(delete(event_type_counts).where(event_type_counts.c.user_id.in_(part)))
+        columns, query = _aggregate_select(config, as_of_ms, now_ms, part)
+        conn.execute(computed_traits.insert().from_select(columns, query))
+        columns, query = _counts_select(as_of_ms, now_ms, part)
+        conn.execute(event_type_counts.insert().from_select(columns, query))
+        if breakpoints is not None:
+            _apply_scores(conn, breakpoints, part)
+    return len(ids)
+
+
+def recompute_all(conn: Connection, config: ProfileConfig, as_of_ms: int, now_ms: int) -> dict:
+    """Rebuilds every user's traits, the quintile breakpoints and every score and group."""
+    conn.execute(delete(computed_traits))
+    conn.execute(delete(event_type_counts))
+    columns, query = _aggregate_select(config, as_of_ms, now_ms)
+    conn.execute(computed_traits.insert().from_select(columns, query))
+    columns, query = _counts_select(as_of_ms, now_ms)
+    conn.execute(event_type_counts.insert().from_select(columns, query))
+    breakpoints, population = _compute_breakpoints(conn)
+    conn.execute(delete(rfm_breakpoints))
+    conn.execute(
+        rfm_breakpoints.insert(),
+        [
+            {"dimension": d, "score": s, "min_value": v, "population": population, "as_of_ms": as_of_ms}
+            for d, values in breakpoints.items()
+            for s, v in values.items()
+        ],
+    )
+    _apply_scores(conn, breakpoints)
+    users = conn.execute(select(func.count()).select_from(computed_traits)).scalar_one()
+    return {"users": users, "population": population, "breakpoints": breakpoints}

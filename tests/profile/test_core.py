@@ -1,0 +1,325 @@
+"""Domain and storage tests of the profile core, on SQLite and (when reachable) PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.profile_tables import computed_traits, events, profiles
+from services.profile.config import DAY_MS
+from services.profile.core import EVENTS_STREAM, ERASURES_STREAM, EventIn, Profile, ScoreIn
+from services.profile.traits import RFM_GRID, rfm_group
+
+
+def purchase(event_id, user, ts_ms, value, event_type="purchase", **props):
+    return EventIn(event_id, user, event_type, ts_ms, value, {k: v for k, v in props.items()})
+
+
+def test_catalogue_types_are_enforced(core):
+    core.create_attribute("age", "number", "age in years", False)
+    core.create_attribute("email", "string", "contact address", True)
+    core.create_attribute("brands", "string_list", "", False)
+    with pytest.raises(AlreadyExists):
+        core.create_attribute("age", "number", "", False)
+    with pytest.raises(InvalidArgument) as err:
+        core.create_profile(Profile("u1", attributes={"age": ("string", "old")}))
+    assert err.value.violations[0][0] == "profile.attributes[age]"
+    with pytest.raises(InvalidArgument) as err:
+        core.create_profile(Profile("u1", attributes={"height": ("number", 1.8)}))
+    assert err.value.violations[0][0] == "profile.attributes[height]"
+    created = core.create_profile(
+        Profile("u1", attributes={"age": ("number", 31.0), "brands": ("string_list", ["a", "b"])})
+    )
+    assert created.attributes == {"age": ("number", 31.0), "brands": ("string_list", ["a", "b"])}
+    assert core.get_attribute("email")["pii"] is True
+    assert core.delete_attribute("brands") == 1
+    assert "brands" not in core.get_profile("u1").attributes
+
+
+def test_update_mask_touches_only_named_fields(core, clock):
+    core.create_attribute("age", "number", "", False)
+    core.create_attribute("city", "string", "", False)
+    core.create_profile(
+        Profile("u1", attributes={"age": ("number", 30.0), "city": ("string", "Paris")},
+                time_zone="Europe/Paris")
+    )
+    patch = Profile("u1", attributes={"age": ("number", 31.0)}, time_zone="Asia/Tokyo",
+                    app_uninstalled=True)
+    updated = core.update_profile(patch, ["attributes.age", "app_uninstalled"])
+    assert updated.attributes == {"age": ("number", 31.0), "city": ("string", "Paris")}
+    assert updated.time_zone == "Europe/Paris" and updated.app_uninstalled
+    # An attribute named in the mask but absent from the patch is cleared.
+    cleared = core.update_profile(Profile("u1"), ["attributes.city"])
+    assert cleared.attributes == {"age": ("number", 31.0)}
+    with pytest.raises(InvalidArgument) as err:
+        core.update_profile(Profile("u1"), ["external_id"])
+    assert err.value.violations[0][0] == "update_mask"
+    with pytest.raises(InvalidArgument) as err:
+        core.update_profile(Profile("u1", time_zone="Mars/Olympus"), ["time_zone"])
+    assert err.value.violations[0][0] == "profile.time_zone"
+
+
+def test_tags_expire(core, clock):
+    core.create_profile(Profile("u1"))
+    now = core.now_ms()
+    core.add_tags("u1", [("vip", None), ("trial", now + 60_000)])
+    assert sorted(t for t, _ in core.get_profile("u1").tags) == ["trial", "vip"]
+    page, _ = core.list_profiles(10, 0, {"tag": "trial"})
+    assert [p.external_id for p in page] == ["u1"]
+    clock.now_s += 120
+    assert [t for t, _ in core.get_profile("u1").tags] == ["vip"]
+    assert core.list_profiles(10, 0, {"tag": "trial"})[0] == []
+    assert core.prune()["tags"] == 1
+    core.remove_tags("u1", ["vip"])
+    assert core.get_profile("u1").tags == []
+
+
+def test_ingestion_is_idempotent_and_published(core, redis_url):
+    now = core.now_ms()
+    batch = [purchase(f"e{i}", f"u{i % 3}", now - i * DAY_MS, 10.0 + i, sku=("string", "x"))
+             for i in range(9)]
+    first = core.ingest_events(batch)
+    assert (first.accepted, first.duplicates, first.rejected) == (9, 0, 0)
+    again = core.ingest_events(batch + [purchase("e0", "u0", now, 1.0)])
+    assert (again.accepted, again.duplicates) == (0, 10)
+    with core.engine.connect() as conn:
+        assert conn.execute(select(events.c.id)).all().__len__() == 9
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    entries = client.xrange(EVENTS_STREAM)
+    assert len(entries) == 9
+    fields = entries[0][1]
+    assert fields["event_id"] == "e0" and fields["external_id"] == "u0"
+    assert json.loads(fields["properties"]) == {"sku": "x"}
+    assert int(fields["user_id"]) == core.get_profile("u0").user_id
+
+
+def test_unknown_user_create_or_refuse(make_core):
+    refusing = make_core(unknown_user="refuse")
+    refusing.create_profile(Profile("known"))
+    now = refusing.now_ms()
+    result = refusing.ingest_events([purchase("a", "known", now, 1.0), purchase("b", "ghost", now, 1.0)])
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert isinstance(result.outcomes[1].error, NotFound)
+    assert "events[1].user_id" in result.outcomes[1].error.description
+    creating = make_core(unknown_user="create")
+    assert creating.ingest_events([purchase("b", "ghost", now, 1.0)]).accepted == 1
+    assert creating.get_profile("ghost").user_id > 0
+
+
+def test_bad_events_are_refused_item_by_item(core):
+    now = core.now_ms()
+    batch = [
+        purchase("ok", "u1", now, 5.0),
+        purchase("future", "u1", now + 3600_000, 5.0),
+        EventIn("", "u1", "purchase", now),
+        EventIn("bad-type", "u1", "no spaces", now),
+        EventIn("no-ts", "u1", "view", None),
+        EventIn("bad-prop", "u1", "view", now, None, {"p": ("number", float("nan"))}),
+    ]
+    result = core.ingest_events(batch)
+    assert result.accepted == 1 and result.rejected == 5
+    fields = [o.error.violations[0][0] for o in result.outcomes[1:]]
+    assert fields == ["events[1].timestamp", "events[2].event_id", "events[3].event_type",
+                      "events[4].timestamp", "events[5].properties[p]"]
+    with pytest.raises(InvalidArgument) as err:
+        core.ingest_events([])
+    assert err.value.violations[0][0] == "events"
+
+
+def test_oversize_batch_refused(make_core):
+    core = make_core(max_batch_events=5)
+    now = core.now_ms()
+    with pytest.raises(InvalidArgument) as err:
+        core.ingest_events([purchase(f"e{i}", "u", now, 1.0) for i in range(6)])
+    assert err.value.violations[0][0] == "events"
+
+
+def test_traits_incremental_matches_full_recompute(make_core, clock):
+    core = make_core(rfm_window_days=0)
+    now = core.now_ms()
+    # Ten users with distinct recency, frequency and spend.
+    batch = []
+    for u in range(10):
+        for k in range(u + 1):
+            batch.append(purchase(f"p{u}-{k}", f"u{u}", now - (10 - u) * DAY_MS - k, 10.0 * (u + 1)))
+        batch.append(purchase(f"v{u}", f"u{u}", now - 2 * DAY_MS, None, event_type="view"))
+    core.ingest_events(batch)
+    summary = core.recompute_traits()
+    assert summary["population"] == 10
+    with core.engine.connect() as conn:
+        rows = {r.user_id: r for r in conn.execute(select(computed_traits))}
+    ids = {f"u{u}": core.get_profile(f"u{u}").user_id for u in range(10)}
+    # 1 + floor(5c/n) with c = users strictly below: two users per quintile here.
+    for u in range(10):
+        row = rows[ids[f"u{u}"]]
+        assert row.frequency == u + 1
+        assert row.r_score == row.f_score == row.m_score == 1 + u // 2
+        assert row.rfm_group == rfm_group(row.r_score, row.f_score, row.m_score)
+    # Incremental refresh: u0 buys a lot now; its scores move against the stored breakpoints.
+    core.ingest_events([purchase(f"big{k}", "u0", now - 1000, 500.0) for k in range(12)])
+    traits = core.get_traits("u0")["traits"]
+    assert traits["frequency"] == 13 and traits["r_score"] == 5 and traits["f_score"] == 5
+    assert traits["m_score"] == 5 and traits["rfm_group"] == "champions"
+    counts = {c["event_type"]: c for c in core.get_traits("u0")["event_counts"]}
+    assert counts["purchase"]["count_7d"] == 12 and counts["purchase"]["count_total"] == 13
+    assert counts["view"]["count_7d"] == 1
+
+
+def test_rfm_window_and_lifecycle(make_core, clock):
+    core = make_core(rfm_window_days=30, lifecycle_new_days=10, lifecycle_active_days=20,
+                     lifecycle_dormant_days=60)
+    now = core.now_ms()
+    core.ingest_events([
+        purchase("a1", "newbie", now - 2 * DAY_MS, 5.0),
+        purchase("b1", "regular", now - 100 * DAY_MS, 50.0),
+        purchase("b2", "regular", now - 15 * DAY_MS, 7.0),
+        purchase("c1", "sleeper", now - 45 * DAY_MS, 9.0),
+        purchase("d1", "gone", now - 200 * DAY_MS, 99.0),
+        purchase("late", "gone", now + 1000, 1.0),
+    ])
+    core.recompute_traits(as_of_ms=now)
+    got = {u: core.get_traits(u)["traits"] for u in ("newbie", "regular", "sleeper", "gone")}
+    assert {u: t["lifecycle_stage"] for u, t in got.items()} == {
+        "newbie": "new", "regular": "active", "sleeper": "dormant", "gone": "churned"}
+    # The 30-day window: the 100-day-old purchase does not count; recency still sees it all.
+    assert got["regular"]["frequency"] == 1 and got["regular"]["monetary"] == 7.0
+    assert got["gone"]["frequency"] == 0 and got["gone"]["recency_days"] == 200.0
+    assert got["gone"]["last_seen_ms"] == now - 200 * DAY_MS  # the event after as_of is ignored
+
+
+def test_rfm_grid_covers_every_score_and_every_group():
+    groups = {rfm_group(r, f, m) for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)}
+    assert len(groups) == 11
+    assert set(RFM_GRID) == {1, 2, 3, 4, 5}
+    assert rfm_group(5, 5, 5) == "champions" and rfm_group(1, 1, 1) == "lost"
+    assert rfm_group(1, 5, 5) == "cannot_lose_them" and rfm_group(5, 1, 1) == "new_customers"
+
+
+def test_merge_identity_moves_history(core):
+    core.create_attribute("age", "number", "", False)
+    core.create_profile(Profile("known", attributes={"age": ("number", 40.0)}))
+    now = core.now_ms()
+    core.ingest_events([purchase("d1", "device-1", now - 1000, 3.0)])
+    core.update_consents("device-1", [("email", True, "web", None)])
+    merged, existed = core.merge_identity("device-1", "known")
+    assert existed and merged.attributes["age"] == ("number", 40.0)
+    assert core.get_traits("known")["traits"]["frequency"] == 1
+    assert core.get_consents("known")["email"][0] is True
+    # Later events for the device id land on the known user; the alias resolves everywhere.
+    core.ingest_events([purchase("d2", "device-1", now - 500, 4.0)])
+    assert core.get_traits("known")["traits"]["frequency"] == 2
+    assert core.get_profile("device-1").external_id == "known"
+    assert core.merge_identity("device-1", "known")[1] is False
+    core.create_profile(Profile("other"))
+    with pytest.raises(FailedPrecondition):
+        core.merge_identity("device-1", "other")
+
+
+def test_consent_and_contactability(core, clock):
+    core.create_profile(Profile("u1", time_zone="Asia/Shanghai", quiet_start_minute=22 * 60,
+                                quiet_end_minute=8 * 60))
+    core.create_profile(Profile("u2", notifications_disabled=True))
+    now = core.now_ms()
+    core.update_consents("u1", [("push", True, "app", now), ("sms", True, "form", now)])
+    # An older change arriving late does not override the newer one.
+    core.update_consents("u1", [("sms", False, "import", now - 1000)])
+    assert core.get_consents("u1")["sms"] == (True, now, "form")
+    core.update_consents("u2", [("push", True, "app", None)])
+    # 2023-11-14 15:00 UTC is 23:00 in Shanghai: inside 22:00-08:00.
+    at = 1_699_974_000_000
+    u1, u2, ghost = core.batch_contactability(["u1", "u2", "ghost"], channels=["push", "sms", "email"], at_ms=at)
+    assert u1.contactable == {"push": True, "sms": True, "email": False}
+    assert u1.quiet_hours_active
+    assert u2.contactable["push"] is False  # notifications disabled
+    assert not ghost.found
+    by_id = core.batch_contactability(user_ids=[u2.user_id])[0]
+    assert by_id.external_id == "u2" and by_id.contactable["in_app"] is True  # opt-out channel
+    with pytest.raises(InvalidArgument) as err:
+        core.update_consents("u1", [("fax", True, "x", None)])
+    assert err.value.violations[0][0] == "consents[0].channel"
+
+
+def test_scores_write_back(core):
+    core.create_profile(Profile("u1"))
+    uid = core.get_profile("u1").user_id
+    errors = core.write_scores([
+        ScoreIn("churn", 0.25, "v1", user_id=uid),
+        ScoreIn("repurchase", 0.7, "v3", external_id="u1"),
+        ScoreIn("churn", 0.5, "v1", user_id=uid + 999),
+        ScoreIn("churn", float("nan"), "v1", user_id=uid),
+    ])
+    assert errors[0] is None and errors[1] is None
+    assert isinstance(errors[2], NotFound) and errors[3].violations[0][0] == "scores[3].score"
+    core.write_scores([ScoreIn("churn", 0.9, "v2", user_id=uid)])
+    scores = {s["model_name"]: (s["score"], s["model_version"]) for s in core.get_traits("u1")["scores"]}
+    assert scores == {"churn": (0.9, "v2"), "repurchase": (0.7, "v3")}
+
+
+def test_erasure_removes_everything_and_keeps_pii_free_audit(core, redis_url):
+    core.create_attribute("email", "string", "", True)
+    core.create_profile(Profile("alice@example.com", attributes={"email": ("string", "alice@example.com")}))
+    now = core.now_ms()
+    core.ingest_events([purchase("x1", "alice@example.com", now - 10, 9.0)])
+    core.update_consents("alice@example.com", [("email", True, "form", None)])
+    core.write_scores([ScoreIn("churn", 0.1, "v1", external_id="alice@example.com")])
+    uid = core.get_profile("alice@example.com").user_id
+    result = core.erase_user("alice@example.com", "root", "ticket 42")
+    assert result["rows"]["events"] == 1 and result["rows"]["profiles"] == 1
+    with pytest.raises(NotFound):
+        core.get_profile("alice@example.com")
+    with core.engine.connect() as conn:
+        assert conn.execute(select(events).where(events.c.user_id == uid)).first() is None
+        for table in ("profile_attributes", "consents", "scores", "computed_traits"):
+            assert result["rows"][table] >= 1
+    audit = core.erasure_audit(uid)
+    assert len(audit) == 1 and "alice" not in json.dumps(audit)
+    notice = redis.Redis.from_url(redis_url, decode_responses=True).xrange(ERASURES_STREAM)[-1][1]
+    assert notice["user_id"] == str(uid) and notice["kind"] == "erased"
+    # The retired id is never handed out again.
+    assert core.create_profile(Profile("bob")).user_id > uid
+
+
+def test_retention_prunes_old_events(make_core, clock):
+    core = make_core(retention_days=30)
+    now = core.now_ms()
+    core.ingest_events([purchase("new", "u", now - DAY_MS, 1.0), purchase("old", "u", now - 29 * DAY_MS, 1.0)])
+    refused = core.ingest_events([purchase("older", "u", now - 31 * DAY_MS, 1.0)])
+    assert refused.outcomes[0].error.violations[0][0] == "events[0].timestamp"
+    clock.now_s += 2 * 86400
+    assert core.prune()["events"] == 1
+    with core.engine.connect() as conn:
+        assert [r.event_id for r in conn.execute(select(events))] == ["new"]
+
+
+def test_publish_backlog_when_redis_is_down(make_core, redis_url):
+    core = make_core()
+    core.redis = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    now = core.now_ms()
+    assert core.ingest_events([purchase("q1", "u", now, 1.0), purchase("q2", "u", now, 2.0)]).accepted == 2
+    core.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert core.redis.xlen(EVENTS_STREAM) == 0
+    assert core.drain_publish_backlog() == 2
+    assert [f["event_id"] for _, f in core.redis.xrange(EVENTS_STREAM)] == ["q1", "q2"]
+    assert core.drain_publish_backlog() == 0
+
+
+def test_list_profiles_pages_and_filters(core):
+    core.create_attribute("tier", "string", "", False)
+    for i in range(7):
+        core.create_profile(Profile(f"p{i}", attributes={"tier": ("string", "gold" if i % 2 else "silver")}))
+    seen, after = [], 0
+    while True:
+        page, nxt = core.list_profiles(3, after, {})
+        seen += [p.external_id for p in page]
+        if nxt is None:
+            break
+        after = nxt
+    assert seen == [f"p{i}" for i in range(7)]
+    gold, _ = core.list_profiles(10, 0, {"attribute": ("tier", ("string", "gold"))})
+    assert [p.external_id for p in gold] == ["p1", "p3", "p5"]
+    with core.engine.connect() as conn:
+        assert conn.execute(select(profiles.c.id)).all().__len__() == 7

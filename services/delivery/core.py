@@ -132,6 +132,7 @@ class DeliveryCore:
         self.rate_limiter = rate_limiter or RateLimiter(caps.redis)
         base = self.config.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.worker_id = f"{base}-{uuid.uuid4().hex[:6]}"
+        self.clock = store.clock
         self._compiled: dict[tuple[int, str, str], CompiledContent] = {}
         self._lock = threading.Lock()
 
@@ -214,7 +215,7 @@ class DeliveryCore:
                 raise FailedPrecondition(
                     f"a {plan.state} plan cannot be deleted; cancel it first",
                     [("STATE", plan.name, plan.state)])
-            return plan.state, {"deleted_ms": now_ms()}, None
+            return plan.state, {"deleted_ms": self.clock()}, None
 
         self.store.change_plan(plan_id, actor, "delete", decide)
 
@@ -281,7 +282,7 @@ class DeliveryCore:
         for this plan's priority)."""
         plan = self._transition(plan_id, actor, "schedule", [State.APPROVED], State.SCHEDULED,
                                 need_approval=True)
-        self.materialize(plan, now_ms())
+        self.materialize(plan, self.clock())
         return plan
 
     def pause(self, plan_id: int, actor: str, reason: str = "") -> model.Plan:
@@ -291,7 +292,7 @@ class DeliveryCore:
     def resume(self, plan_id: int, actor: str) -> model.Plan:
         plan = self._transition(plan_id, actor, "resume", [State.PAUSED], State.SCHEDULED,
                                 need_approval=True)
-        self.materialize(plan, now_ms())
+        self.materialize(plan, self.clock())
         return plan
 
     def cancel(self, plan_id: int, actor: str, reason: str = "") -> model.Plan:
@@ -374,7 +375,7 @@ class DeliveryCore:
                 wait_for_leases: bool = False) -> Funnel:
         """One scheduler pass: materialize, run due occurrences, send due deferred/retry rows,
         complete finished plans. Safe to run in any number of replicas at once."""
-        now = now_ms() if now is None else now
+        now = self.clock() if now is None else now
         total = Funnel()
         ids = [plan_id] if plan_id is not None else self.store.plan_ids_in_states(
             [State.SCHEDULED, State.RUNNING])
@@ -412,7 +413,7 @@ class DeliveryCore:
         self._require_sendable(plan)
         touch = plan.touch(touch_id)
         occ_id = self.store.ensure_occurrence(plan, touch, f"manual-{occurrence_key}",
-                                              now_ms(), None)
+                                              self.clock(), None)
         return self.run_occurrence(occ_id, wait_for_leases=True)
 
     def run_occurrence(self, occurrence_id: int, wait_for_leases: bool = False,
@@ -505,7 +506,7 @@ class DeliveryCore:
             self.store.mark([{"id": i, "status": "suppressed", "reason": "plan_cancelled"}
                              for i, _ in claimed], self.worker_id)
         else:
-            later = now_ms() + 60_000
+            later = self.clock() + 60_000
             self.store.mark([{"id": i, "status": "deferred", "reason": "plan_paused",
                               "not_before_ms": later} for i, _ in claimed], self.worker_id)
 
@@ -594,7 +595,7 @@ class DeliveryCore:
                  claimed: Sequence[tuple[int, int]]) -> Funnel:
         """Decides and sends one claimed batch; every row ends marked (or released)."""
         funnel = Funnel()
-        now = now_ms()
+        now = self.clock()
         user_ids = [uid for _, uid in claimed]
         try:
             contacts = self.directory.contactability(user_ids, occ.channel)
@@ -725,7 +726,7 @@ class DeliveryCore:
         compiled = self.compiled(plan, touch)
         audience = self.snapshot(touch)
         funnel = Funnel(audience=len(audience))
-        now = now_ms()
+        now = self.clock()
         cat = plan.spec.category
         # Per-user schedule times are not part of a dry run: it asks "who could get it now".
         fake_occ = types.SimpleNamespace(channel=touch.channel, category=cat,

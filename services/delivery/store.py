@@ -119,13 +119,15 @@ def _spec_columns(spec: model.PlanSpec) -> dict[str, Any]:
 class Store:
     """All SQL of the service, on one engine."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, clock=None):
         self.engine = engine
+        # Epoch milliseconds; injectable so tests can move through quiet hours and windows.
+        self.clock = clock or now_ms
 
     # Plans ---------------------------------------------------------------------------------
 
     def create_plan(self, spec: model.PlanSpec, creator: str) -> model.Plan:
-        ts = now_ms()
+        ts = self.clock()
         for _ in range(5):
             try:
                 with self.engine.begin() as conn:
@@ -201,7 +203,7 @@ class Store:
                         content = values["content_hash"]
                         conn.execute(delete(touches).where(touches.c.plan_id == plan_id))
                         conn.execute(insert(touches), _touch_rows(plan_id, new_spec))
-                    ts = now_ms()
+                    ts = self.clock()
                     values.update(state=to_state, version=plan.version + 1, updated_ms=ts)
                     done = conn.execute(
                         update(plans)
@@ -268,7 +270,7 @@ class Store:
 
     def ensure_occurrence(self, plan: model.Plan, touch: model.Touch, key: str, due_ms: int,
                           local_wallclock: str | None) -> int:
-        ts = now_ms()
+        ts = self.clock()
         with self.engine.begin() as conn:
             conn.execute(
                 _insert(conn, occurrences).values(
@@ -300,14 +302,14 @@ class Store:
                 update(occurrences)
                 .where(occurrences.c.id == occurrence_id, occurrences.c.snapshot_final == 0)
                 .values(audience=audience.serialize(), audience_size=len(audience),
-                        snapshot_final=1 if final else 0, updated_ms=now_ms(),
+                        snapshot_final=1 if final else 0, updated_ms=self.clock(),
                         state="running" if final else "pending")
             )
 
     def set_occurrence_state(self, occurrence_id: int, state: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(occurrences).where(occurrences.c.id == occurrence_id)
-                         .values(state=state, updated_ms=now_ms()))
+                         .values(state=state, updated_ms=self.clock()))
 
     def cancel_pending_occurrences(self, plan_id: int) -> None:
         with self.engine.begin() as conn:
@@ -315,7 +317,7 @@ class Store:
                 update(occurrences)
                 .where(occurrences.c.plan_id == plan_id,
                        occurrences.c.state.in_(["pending", "running"]))
-                .values(state="cancelled", updated_ms=now_ms())
+                .values(state="cancelled", updated_ms=self.clock())
             )
 
     def occurrences_for_plan(self, plan_id: int, states: Sequence[str]) -> list:
@@ -348,7 +350,7 @@ class Store:
     def claim_new(self, occ, user_ids: Sequence[int], worker: str, lease_ms: int) -> list:
         """Inserts ledger rows for users not yet in this occurrence; returns (id, user_id) of
         the rows this call created - the recipients this worker now owns."""
-        ts = now_ms()
+        ts = self.clock()
         rows = [
             {
                 "occurrence_id": occ.id, "plan_id": occ.plan_id, "touch_id": occ.touch_id,
@@ -379,7 +381,7 @@ class Store:
                   occurrence_id: int | None = None, plan_id: int | None = None) -> list:
         """Claims rows whose time has come again: deferred or retrying rows that are due, and
         claims whose worker's lease expired (it died). Returns (id, user_id, occurrence_id)."""
-        ts = now_ms()
+        ts = self.clock()
         due = or_(
             and_(sends.c.status.in_(["deferred", "retry"]), sends.c.not_before_ms <= ts),
             and_(sends.c.status == "claimed", sends.c.lease_until_ms < ts),
@@ -412,7 +414,7 @@ class Store:
         gateway_message_id."""
         if not updates:
             return 0
-        ts = now_ms()
+        ts = self.clock()
         stmt = (
             update(sends)
             .where(sends.c.id == bindparam("b_id"), sends.c.claimed_by == bindparam("b_worker"),
@@ -445,7 +447,7 @@ class Store:
                 update(sends)
                 .where(sends.c.id.in_(list(ids)), sends.c.claimed_by == worker,
                        sends.c.status == "claimed")
-                .values(lease_until_ms=0, updated_ms=now_ms())
+                .values(lease_until_ms=0, updated_ms=self.clock())
             )
 
     def occurrence_open_rows(self, occurrence_id: int) -> int:
@@ -501,7 +503,7 @@ class Store:
         """Stores messages; True for a new key, False for a repeat (counted in attempts)."""
         if not messages:
             return []
-        ts = now_ms()
+        ts = self.clock()
         keys = [m["idempotency_key"] for m in messages]
         with self.engine.begin() as conn:
             before = set(conn.execute(

@@ -138,13 +138,27 @@ def profile_url(tmp_path):
     return f"sqlite:///{tmp_path / 'profile.db'}"
 
 
-def build_core(db_url, redis_url, profile_engine, audiences=None, rules=None, **config):
+class Clock:
+    """A settable clock in epoch milliseconds (starts at the real time)."""
+
+    def __init__(self, start_ms=None):
+        self.ms = start_ms if start_ms is not None else int(time.time() * 1000)
+
+    def __call__(self):
+        return self.ms
+
+    def advance(self, ms):
+        self.ms += ms
+
+
+def build_core(db_url, redis_url, profile_engine, audiences=None, rules=None, clock=None,
+               router=None, **config):
     engine = open_engine(db_url)
-    store = Store(engine)
+    store = Store(engine, clock)
     client = redis.Redis.from_url(redis_url)
     guard = caps_mod.CapGuard(client, rules or caps_mod.DEFAULT_RULES)
     guard.ensure_ready(engine)
-    core = DeliveryCore(store, guard, Router({}, RecordingSink(store)),
+    core = DeliveryCore(store, guard, router or Router({}, RecordingSink(store)),
                         SqlProfileDirectory(profile_engine), StaticAudienceSource(audiences or {}),
                         DeliveryConfig(**config))
     return core

@@ -1,0 +1,284 @@
+"""Component tests: a real profile server on loopback port 0, SQLite and embedded Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import grpc
+import pytest
+import redis
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from marketing.common.v1 import common_pb2
+from marketing.profile.v1 import profile_service_pb2 as pb
+from marketing.profile.v1 import profile_service_pb2_grpc as pb_grpc
+from services.common.errors import field_violations
+from services.common.testing import channel, running_server, service_settings
+from services.profile.config import ProfileConfig
+from services.profile.core import EVENTS_STREAM
+from services.profile.servicer import build
+
+
+def ts(ms: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def event(event_id, user, at_ms, value=None, event_type="purchase", **props):
+    message = pb.Event(event_id=event_id, user_id=user, event_type=event_type, timestamp=ts(at_ms))
+    if value is not None:
+        message.value = value
+    for key, v in props.items():
+        message.properties[key].CopyFrom(v)
+    return message
+
+
+@pytest.fixture
+def start(tmp_path, redis_url):
+    """Starts a profile server with config overrides; returns stubs per role."""
+    stack = contextlib.ExitStack()
+
+    def run(**overrides):
+        settings = service_settings("profile", tmp_path, redis_url=redis_url)
+        config = ProfileConfig(maintenance_interval_s=0, full_recompute_interval_s=0).replace(**overrides)
+        _server, address = stack.enter_context(running_server(settings, build(settings, config)))
+
+        def stub(role="operator"):
+            opened = stack.enter_context(channel(address, role))
+            client = pb_grpc.ProfileServiceStub(opened)
+            client.channel = opened  # for calls that bypass the generated serializers
+            return client
+
+        return stub
+
+    yield run
+    stack.close()
+
+
+def test_profile_crud_over_grpc(start):
+    stub = start()()
+    stub.CreateAttribute(pb.CreateAttributeRequest(attribute=pb.Attribute(
+        name="attributes/age", value_type=common_pb2.VALUE_TYPE_NUMBER, description="years")))
+    created = stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(
+        external_id="u1", attributes={"age": common_pb2.Value(number_value=30)},
+        tags=[pb.Tag(tag="vip")], quiet_hours=pb.QuietHours(start_minute=1320, end_minute=480),
+    ))).profile
+    assert created.name == "profiles/u1" and created.user_id > 0
+    assert created.quiet_hours.start_minute == 1320
+    got = stub.GetProfile(pb.GetProfileRequest(name="profiles/u1")).profile
+    assert got.attributes["age"].number_value == 30 and [t.tag for t in got.tags] == ["vip"]
+    updated = stub.UpdateProfile(pb.UpdateProfileRequest(
+        profile=pb.Profile(name="profiles/u1", time_zone="Asia/Shanghai"),
+        update_mask=field_mask_pb2.FieldMask(paths=["time_zone"]))).profile
+    assert updated.time_zone == "Asia/Shanghai" and updated.attributes["age"].number_value == 30
+    stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="u2")))
+    batch = stub.BatchGetProfiles(pb.BatchGetProfilesRequest(names=["profiles/u2", "profiles/u1"]))
+    assert [p.external_id for p in batch.profiles] == ["u2", "u1"]
+    page = stub.ListProfiles(pb.ListProfilesRequest(page_size=1))
+    assert len(page.profiles) == 1 and page.next_page_token
+    rest = stub.ListProfiles(pb.ListProfilesRequest(page_size=1, page_token=page.next_page_token))
+    assert rest.profiles[0].external_id == "u2" and not rest.next_page_token
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="u1")))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    stub.DeleteProfile(pb.DeleteProfileRequest(name="profiles/u2"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetProfile(pb.GetProfileRequest(name="profiles/u2"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_ingest_stream_traits_and_contactability(start, redis_url):
+    stub_for = start(rfm_window_days=0)
+    stub = stub_for("service")
+    t = now_ms()
+    unary = stub.IngestEvents(pb.IngestEventsRequest(events=[
+        event("a1", "alice", t - 5000, 20.0, sku=common_pb2.Value(string_value="cd-1")),
+        event("a1", "alice", t - 5000, 20.0),
+        event("b1", "bob", t - 86_400_000 * 3, 5.0),
+    ]))
+    assert (unary.accepted_count, unary.duplicate_count, unary.rejected_count) == (2, 1, 0)
+    assert [r.outcome for r in unary.results] == [
+        pb.EVENT_OUTCOME_STORED, pb.EVENT_OUTCOME_DUPLICATE, pb.EVENT_OUTCOME_STORED]
+
+    def messages():
+        for m in range(3):
+            yield pb.StreamEventsRequest(events=[
+                event(f"s{m}-{i}", f"user{i}", t - 1000 * (m + 1), 1.0 + i) for i in range(4)])
+        yield pb.StreamEventsRequest(events=[event("a1", "alice", t - 5000, 20.0)])
+
+    streamed = stub.StreamEvents(messages())
+    assert (streamed.accepted_count, streamed.duplicate_count, streamed.message_count) == (12, 1, 4)
+    assert redis.Redis.from_url(redis_url).xlen(EVENTS_STREAM) == 14
+
+    listed = stub.ListEvents(pb.ListEventsRequest(parent="profiles/alice"))
+    assert [e.event_id for e in listed.events] == ["a1"]
+    assert listed.events[0].properties["sku"].string_value == "cd-1" and listed.events[0].value == 20.0
+
+    full = stub.RecomputeTraits(pb.RecomputeTraitsRequest())
+    assert full.full and full.population == 6
+    traits = stub.GetTraits(pb.GetTraitsRequest(name="profiles/alice")).traits
+    assert traits.frequency == 1 and traits.monetary == 20.0 and traits.r_score >= 1
+    assert traits.lifecycle_stage == pb.LIFECYCLE_STAGE_NEW
+    assert traits.rfm_group != pb.RFM_GROUP_UNSPECIFIED
+    assert traits.event_counts[0].count_7d == 1
+
+    written = stub.WriteScores(pb.WriteScoresRequest(scores=[
+        pb.ModelScore(user_id=traits.user_id, model_name="churn", score=0.3, model_version="v1"),
+        pb.ModelScore(user_id=10_000_000, model_name="churn", score=0.3, model_version="v1"),
+    ]))
+    assert written.written_count == 1 and written.results[0].index == 1
+    assert written.results[0].status.code == grpc.StatusCode.NOT_FOUND.value[0]
+
+    operator = stub_for("operator")
+    operator.UpdateConsent(pb.UpdateConsentRequest(name="profiles/alice", consents=[
+        pb.Consent(channel=common_pb2.CHANNEL_SMS, subscribed=True, source="form")]))
+    answer = stub.BatchGetContactability(pb.BatchGetContactabilityRequest(
+        names=["profiles/alice", "profiles/nobody"], user_ids=[traits.user_id],
+        channels=[common_pb2.CHANNEL_SMS, common_pb2.CHANNEL_EMAIL]))
+    alice, nobody, by_id = answer.users
+    assert list(alice.contactable_channels) == [common_pb2.CHANNEL_SMS]
+    assert not nobody.found and by_id.name == "profiles/alice"
+    consent = {c.channel: c for c in alice.consents}
+    assert consent[common_pb2.CHANNEL_SMS].source == "form" and consent[common_pb2.CHANNEL_EMAIL].defaulted
+
+
+def test_roles_and_erasure(start, redis_url):
+    stub_for = start()
+    operator, admin = stub_for("operator"), stub_for("admin")
+    operator.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="carol")))
+    with pytest.raises(grpc.RpcError) as err:
+        operator.EraseUser(pb.EraseUserRequest(name="profiles/carol"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as err:
+        operator.WriteScores(pb.WriteScoresRequest(scores=[pb.ModelScore(external_id="carol")]))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    erased = admin.EraseUser(pb.EraseUserRequest(name="profiles/carol", reason="ticket 7"))
+    assert erased.deleted_rows["profiles"] == 1 and erased.erasure_id
+    notice = redis.Redis.from_url(redis_url, decode_responses=True).xrange("profile:erasures")[-1][1]
+    assert notice["user_id"] == str(erased.user_id)
+
+
+def test_merge_identity_over_grpc(start):
+    stub = start()()
+    stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="known")))
+    stub.IngestEvents(pb.IngestEventsRequest(events=[event("d1", "device-9", now_ms() - 10, 1.0)]))
+    merged = stub.MergeIdentity(pb.MergeIdentityRequest(name="profiles/known", anonymous_id="device-9"))
+    assert merged.anonymous_profile_merged
+    assert stub.GetTraits(pb.GetTraitsRequest(name="profiles/known")).traits.frequency == 1
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def _fields(err) -> list[str]:
+    return field_violations(err.value)
+
+
+def test_bad_profile_input_names_the_field(start):
+    stub = start()()
+    stub.CreateAttribute(pb.CreateAttributeRequest(attribute=pb.Attribute(
+        name="attributes/age", value_type=common_pb2.VALUE_TYPE_NUMBER)))
+    with pytest.raises(grpc.RpcError) as err:  # unknown attribute
+        stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(
+            external_id="u", attributes={"shoe": common_pb2.Value(number_value=42)})))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _fields(err) == ["profile.attributes[shoe]"]
+    with pytest.raises(grpc.RpcError) as err:  # wrong type
+        stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(
+            external_id="u", attributes={"age": common_pb2.Value(string_value="old")})))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _fields(err) == ["profile.attributes[age]"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateAttribute(pb.CreateAttributeRequest(attribute=pb.Attribute(name="attributes/x")))
+    assert _fields(err) == ["attribute.value_type"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetProfile(pb.GetProfileRequest(name="users/u"))
+    assert _fields(err) == ["name"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ListProfiles(pb.ListProfilesRequest(page_token="garbage"))
+    assert _fields(err) == ["page_token"]
+
+
+def test_bad_event_batches(start):
+    stub = start(max_batch_events=3)()
+    with pytest.raises(grpc.RpcError) as err:  # empty
+        stub.IngestEvents(pb.IngestEventsRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["events"]
+    t = now_ms()
+    with pytest.raises(grpc.RpcError) as err:  # oversize
+        stub.IngestEvents(pb.IngestEventsRequest(events=[event(f"o{i}", "u", t, 1.0) for i in range(4)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["events"]
+    # A partially bad batch: the valid item is committed and each bad item reported.
+    far_future = t + 365 * 86_400_000
+    mixed = stub.IngestEvents(pb.IngestEventsRequest(events=[
+        event("good", "u", t - 10, 1.0),
+        event("future", "u", far_future, 1.0),
+        pb.Event(event_id="nots", user_id="u", event_type="view"),
+    ]))
+    assert (mixed.accepted_count, mixed.rejected_count) == (1, 2)
+    bad = mixed.results[1]
+    assert bad.outcome == pb.EVENT_OUTCOME_REJECTED
+    assert bad.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "events[1].timestamp" in bad.status.message
+    assert "events[2].timestamp" in mixed.results[2].status.message
+    assert stub.ListEvents(pb.ListEventsRequest(parent="profiles/u")).events[0].event_id == "good"
+
+
+def test_unknown_user_refused_when_configured(start):
+    stub = start(unknown_user="refuse")()
+    stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="known")))
+    t = now_ms()
+    result = stub.IngestEvents(pb.IngestEventsRequest(events=[
+        event("k1", "known", t, 1.0), event("g1", "ghost", t, 1.0)]))
+    assert result.accepted_count == 1
+    assert result.results[1].status.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert "events[1].user_id" in result.results[1].status.message
+
+    def messages():
+        yield pb.StreamEventsRequest(events=[event("k2", "known", t, 1.0)])
+        yield pb.StreamEventsRequest(events=[event("k3", "known", t, 1.0), event("g2", "ghost", t, 1.0)])
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StreamEvents(messages())
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "messages[1].events[1].user_id" in err.value.details()
+    kept = [e.event_id for e in stub.ListEvents(pb.ListEventsRequest(parent="profiles/known")).events]
+    assert sorted(kept) == ["k1", "k2"]  # the first message stays, the bad one commits nothing
+
+
+def test_malformed_stream_midway_keeps_earlier_messages(start):
+    stub = start()()
+    t = now_ms()
+
+    def messages():
+        yield pb.StreamEventsRequest(events=[event("m0", "u", t - 30, 1.0)])
+        yield pb.StreamEventsRequest(events=[event("m1", "u", t - 20, 1.0)])
+        yield pb.StreamEventsRequest(events=[event("m2", "u", t - 10, 1.0), event("m3", "u", t + 10**9, 1.0)])
+        yield pb.StreamEventsRequest(events=[event("m4", "u", t, 1.0)])
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StreamEvents(messages())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _fields(err) == ["messages[2].events[1].timestamp"]
+    kept = sorted(e.event_id for e in stub.ListEvents(pb.ListEventsRequest(parent="profiles/u")).events)
+    assert kept == ["m0", "m1"]
+
+    # Bytes that are not a StreamEventsRequest at all, sent as the second message.
+    def raw_messages():
+        yield pb.StreamEventsRequest(events=[event("r0", "u", t - 5, 1.0)]).SerializeToString()
+        yield b"\xff\xff\xff\xff"
+
+    call = stub.channel.stream_unary(
+        "/marketing.profile.v1.ProfileService/StreamEvents",
+        request_serializer=None,
+        response_deserializer=pb.StreamEventsResponse.FromString,
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        call(raw_messages())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _fields(err) == ["messages[1]"]
+    assert "r0" in [e.event_id for e in stub.ListEvents(pb.ListEventsRequest(parent="profiles/u")).events]

@@ -1,0 +1,292 @@
+"""ONNX model validation before anything runs it, and the loaded, ready-to-run form of a version."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper
+
+from services.common.errors import InvalidArgument
+from services.scoring.features import FeatureSpec
+
+# Operator domains a registered model may use: the standard operators and the classic ML
+# operators (tree ensembles, linear classifiers, encoders). A custom domain would need code
+# the runtime does not ship, so it is refused.
+MAX_ML_OPSET = 5
+ALLOWED_OPSETS = {
+    "": (7, onnx.defs.onnx_opset_version()),
+    "ai.onnx": (7, onnx.defs.onnx_opset_version()),
+    "ai.onnx.ml": (1, MAX_ML_OPSET),
+}
+
+_NUMERIC_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+}
+_OUTPUT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """Which model output holds the score: its name and, for a 2-D output, the column (for a
+    binary classifier's probabilities, column 1 is the positive class)."""
+
+    name: str
+    column: int = 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> OutputSpec:
+        return cls(name=raw["name"], column=int(raw.get("column", 1)))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFeed:
+    """One ONNX input and the features (by position in the schema) packed into it."""
+
+    name: str
+    dtype: type | None  # numpy dtype; None for a string input
+    features: tuple[int, ...]
+    rank: int
+    covers_all: bool  # the input takes every feature in schema order
+
+
+def _all_graphs(graph: onnx.GraphProto):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _all_graphs(sub)
+
+
+def parse_model(data: bytes, max_bytes: int, field: str = "onnx_model") -> onnx.ModelProto:
+    """Parses and checks the file itself: size, format, self-containment, domains, checker."""
+    if not data:
+        raise InvalidArgument(field, "is empty")
+    if len(data) > max_bytes:
+        raise InvalidArgument(field, f"is {len(data)} bytes; the limit is {max_bytes} bytes")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InvalidArgument(field, f"is not an ONNX model (protobuf decoding failed: {exc})")
+    if not model.HasField("graph") or model.ir_version <= 0:
+        raise InvalidArgument(field, "is not an ONNX model (no graph or IR version)")
+    for tensor in external_data_helper._get_all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+            raise InvalidArgument(field, f"tensor {tensor.name!r} refers to external data; "
+                                  "only self-contained models are accepted")
+    if len(model.functions):
+        raise InvalidArgument(field, "model-local functions are not accepted")
+    for opset in model.opset_import:
+        bounds = ALLOWED_OPSETS.get(opset.domain)
+        if bounds is None:
+            raise InvalidArgument(field, f"operator domain {opset.domain!r} is not allowed "
+                                  "(allowed: ai.onnx, ai.onnx.ml)")
+        if not bounds[0] <= opset.version <= bounds[1]:
+            raise InvalidArgument(field, f"opset {opset.version} of domain "
+                                  f"{opset.domain or 'ai.onnx'!r} is outside {bounds[0]}..{bounds[1]}")
+    for graph in _all_graphs(model.graph):
+        for node in graph.node:
+            if node.domain not in ALLOWED_OPSETS:
+                raise InvalidArgument(field, f"node {node.name or node.op_type!r} uses operator "
+                                      f"domain {node.domain!r}, which is not allowed")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidArgument(field, f"fails the ONNX checker: {first}")
+    return model
+
+
+def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    initializers = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in initializers]
+
+
+def plan_inputs(model: onnx.ModelProto, specs: Sequence[FeatureSpec],
+                field: str = "feature_schema") -> list[InputFeed]:
+    """Matches the declared features to the graph's inputs; refuses any mismatch."""
+    inputs = _graph_inputs(model)
+    by_name = {i.name: i for i in inputs}
+    assigned: dict[str, list[int]] = {i.name: [] for i in inputs}
+    problems: list[tuple[str, str]] = []
+    for index, spec in enumerate(specs):
+        target = spec.input
+        if not target:
+            if len(inputs) == 1:
+                target = inputs[0].name
+            elif spec.name in by_name:
+                target = spec.name
+        if target not in by_name:
+            problems.append((f"{field}[{index}].input",
+                             f"feature {spec.name!r} feeds no model input (inputs: "
+                             f"{', '.join(sorted(by_name))})"))
+            continue
+        assigned[target].append(index)
+    plan: list[InputFeed] = []
+    for value in inputs:
+        indices = assigned[value.name]
+        if not indices:
+            problems.append((field, f"model input {value.name!r} gets no feature"))
+            continue
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            problems.append((field, f"model input {value.name!r} is not a tensor"))
+            continue
+        elem = value.type.tensor_type.elem_type
+        dims = value.type.tensor_type.shape.dim
+        rank = len(dims)
+        is_string = elem == onnx.TensorProto.STRING
+        if not is_string and elem not in _NUMERIC_TYPES:
+            problems.append((field, f"model input {value.name!r} has unsupported element type "
+                             f"{onnx.TensorProto.DataType.Name(elem)}"))
+            continue
+        for i in indices:
+            if specs[i].is_string != is_string:
+                problems.append((f"{field}[{i}].value_type",
+                                 f"feature {specs[i].name!r} is {specs[i].value_type} but model "
+                                 f"input {value.name!r} takes "
+                                 f"{onnx.TensorProto.DataType.Name(elem).lower()}"))
+        if rank not in (1, 2):
+            problems.append((field, f"model input {value.name!r} has rank {rank}; 1 or 2 needed"))
+            continue
+        width = dims[1].dim_value if rank == 2 and dims[1].HasField("dim_value") else None
+        if rank == 1 and len(indices) != 1:
+            problems.append((field, f"model input {value.name!r} is 1-D but {len(indices)} "
+                             "features are declared for it"))
+        if width is not None and width != len(indices):
+            problems.append((field, f"model input {value.name!r} takes {width} columns but "
+                             f"{len(indices)} features are declared for it"))
+        plan.append(InputFeed(value.name, None if is_string else _NUMERIC_TYPES[elem],
+                              tuple(indices), rank,
+                              tuple(indices) == tuple(range(len(specs)))))
+    if problems:
+        raise InvalidArgument(violations=problems)
+    return plan
+
+
+def check_output(model: onnx.ModelProto, output: OutputSpec, field: str = "output") -> None:
+    outputs = {o.name: o for o in model.graph.output}
+    if output.name not in outputs:
+        raise InvalidArgument(f"{field}.name", f"the model has no output {output.name!r} "
+                              f"(outputs: {', '.join(outputs)})")
+    value = outputs[output.name]
+    if value.type.WhichOneof("value") != "tensor_type":
+        raise InvalidArgument(f"{field}.name", f"output {output.name!r} is not a tensor (convert "
+                              "classifiers without ZipMap)")
+    if value.type.tensor_type.elem_type not in _OUTPUT_TYPES:
+        raise InvalidArgument(f"{field}.name", f"output {output.name!r} is not float or double")
+    dims = value.type.tensor_type.shape.dim
+    if len(dims) == 2 and dims[1].HasField("dim_value") and output.column >= dims[1].dim_value:
+        raise InvalidArgument(f"{field}.column", f"output {output.name!r} has "
+                              f"{dims[1].dim_value} columns; column {output.column} does not exist")
+    if output.column < 0:
+        raise InvalidArgument(f"{field}.column", "must not be negative")
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    """Threads are set explicitly: the server already runs many request threads, so each
+    session gets a fixed intra-op pool, one inter-op thread and no busy spinning."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, intra_op_threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+class LoadedModel:
+    """A model version ready to score: its session (created once), feature schema and feeds."""
+
+    def __init__(self, name: str, version: int, data: bytes, specs: Sequence[FeatureSpec],
+                 output: OutputSpec, plan: list[InputFeed], intra_op_threads: int = 1):
+        self.name = name
+        self.version = version
+        self.specs = list(specs)
+        self.output = output
+        self.plan = plan
+        self.session = ort.InferenceSession(data, sess_options=session_options(intra_op_threads),
+                                            providers=["CPUExecutionProvider"])
+        self._output_names = [output.name]
+        self.feature_index = {s.name: i for i, s in enumerate(self.specs)}
+        self.lock = threading.Lock()
+
+    @property
+    def resource_name(self) -> str:
+        return f"models/{self.name}/versions/{self.version}"
+
+    def feeds(self, numeric: np.ndarray, strings: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {}
+        for feed in self.plan:
+            if feed.dtype is None:
+                array = np.stack([strings[i].astype(str) for i in feed.features], axis=1)
+            elif feed.covers_all:
+                array = numeric.astype(feed.dtype, copy=numeric.dtype != feed.dtype)
+            else:
+                array = numeric[:, feed.features].astype(feed.dtype)
+            feeds[feed.name] = array[:, 0] if feed.rank == 1 else array
+        return feeds
+
+    def run(self, numeric: np.ndarray, strings: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """Scores a batch; returns float64 scores, one per row."""
+        if numeric.shape[0] == 0:
+            return np.empty(0)
+        out = self.session.run(self._output_names, self.feeds(numeric, strings or {}))[0]
+        if out.ndim == 2:
+            out = out[:, self.output.column]
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def trial_rows(specs: Sequence[FeatureSpec], rows: int = 2) -> tuple[np.ndarray, dict]:
+    numeric = np.zeros((rows, len(specs)))
+    strings = {}
+    for i, spec in enumerate(specs):
+        if spec.is_string:
+            strings[i] = np.array([spec.default or ""] * rows, dtype=object)
+        elif spec.default is not None:
+            numeric[:, i] = float(spec.default)
+    return numeric, strings
+
+
+def validate(data: bytes, specs: Sequence[FeatureSpec], output: OutputSpec, *,
+             max_bytes: int, name: str = "", version: int = 0,
+             intra_op_threads: int = 1) -> LoadedModel:
+    """Every check a model passes before it is stored; returns it loaded and trial-run."""
+    model = parse_model(data, max_bytes)
+    plan = plan_inputs(model, specs)
+    check_output(model, output)
+    try:
+        loaded = LoadedModel(name, version, data, specs, output, plan, intra_op_threads)
+    except Exception as exc:  # noqa: BLE001 - any runtime refusal is the file's fault
+        raise InvalidArgument("onnx_model", f"ONNX Runtime cannot load the model: "
+                              f"{str(exc).splitlines()[0][:300]}")
+    numeric, strings = trial_rows(specs)
+    try:
+        scores = loaded.run(numeric, strings)
+    except InvalidArgument:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidArgument("onnx_model", f"trial inference failed: "
+                              f"{str(exc).splitlines()[0][:300]}")
+    if scores.shape != (numeric.shape[0],):
+        raise InvalidArgument("output", f"trial inference gave {scores.shape[0]} scores for "
+                              f"{numeric.shape[0]} rows")
+    if not np.all(np.isfinite(scores)):
+        raise InvalidArgument("output", "trial inference gave non-finite scores")
+    return loaded

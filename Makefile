@@ -22,8 +22,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
+# npm install rather than npm ci: npm ci refuses a lock file listing buf's optional
+# per-platform packages for other platforms (a known npm problem); the lock still pins versions.
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv with the locked dependencies (and Node tools if npm exists)

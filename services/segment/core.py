@@ -108,6 +108,8 @@ class SegmentCore:
         self._bitmaps: collections.OrderedDict[tuple[int, int], FrozenBitMap] = (
             collections.OrderedDict())
         self._lock = threading.Lock()
+        # Called with (segment, members, as_of_ms) after each snapshot (real-time reconcile).
+        self.snapshot_listeners: list[Callable] = []
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -278,6 +280,11 @@ class SegmentCore:
         )
         version = self.store.insert_snapshot(values)
         self._remember((segment_id, version), FrozenBitMap(members))
+        for listener in self.snapshot_listeners:
+            try:
+                listener(segment, members, as_of)
+            except Exception:  # noqa: BLE001 - the snapshot itself is stored
+                log.exception("snapshot listener failed", extra={"segment_id": segment_id})
         return self.get_snapshot(segment_id, version)
 
     def get_snapshot(self, segment_id: int, version: int | None = None) -> Snapshot:

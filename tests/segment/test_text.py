@@ -152,7 +152,7 @@ trees = st.recursive(leaves, lambda inner: st.one_of(
 ), max_leaves=8)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(trees)
 def test_every_tree_round_trips(tree):
     text = format_rule(tree)

@@ -1,0 +1,191 @@
+"""Real-time membership: re-checks users as their events arrive and publishes entered/left.
+
+Redis keys (all owned by the segment service):
+- ``profile:events`` (read): the profile service's event stream, read by consumer group
+  ``segment``.
+- ``segment:{s<id>}:members``: a set of the internal ids currently in real-time segment <id>
+  (the hash tag keeps one segment's key on one Redis Cluster shard).
+- ``segment:membership``: a stream of changes with fields ``segment`` (segments/<id>),
+  ``segment_id``, ``user_id`` (internal), ``external_id``, ``change`` (entered|left) and
+  ``ts_ms``; capped at about ``SEGMENT_MEMBERSHIP_MAXLEN`` entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from services.segment.core import SegmentCore
+from services.segment.text import parse_rule
+
+log = logging.getLogger("marketing.segment.realtime")
+
+EVENTS_STREAM = "profile:events"
+GROUP = "segment"
+MEMBERSHIP_STREAM = "segment:membership"
+# Ids written to Redis per command when a segment's membership is loaded in full.
+FILL_CHUNK = 10_000
+
+
+def members_key(segment_id: int) -> str:
+    return f"segment:{{s{segment_id}}}:members"
+
+
+class RealtimeMembership:
+    """Consumes ``profile:events`` in batches: one SQL statement per real-time segment per
+    batch of users, one pipelined round trip for current membership and one for the changes."""
+
+    def __init__(self, core: SegmentCore, client: redis.Redis, consumer: str = "segment-1",
+                 batch_size: int = 500, maxlen: int = 1_000_000, segments_ttl_s: float = 5.0):
+        self.core = core
+        self.redis = client
+        self.consumer = consumer
+        self.batch_size = batch_size
+        self.maxlen = maxlen
+        self.segments_ttl_s = segments_ttl_s
+        self._segments: list[tuple[int, object]] = []
+        self._segments_loaded = 0.0
+        self._pending_checked = False
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(EVENTS_STREAM, GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def segments(self) -> list[tuple[int, object]]:
+        """The real-time segments and their rules, re-read every few seconds."""
+        if time.monotonic() - self._segments_loaded > self.segments_ttl_s:
+            self._segments = [(row["id"], parse_rule(row["rule_text"]))
+                              for row in self.core.store.realtime_segments()]
+            self._segments_loaded = time.monotonic()
+        return self._segments
+
+    def forget_segments(self) -> None:
+        self._segments_loaded = 0.0
+
+    def initialize(self, segment_id: int, now_ms: int | None = None) -> int:
+        """Loads a segment's full current membership without publishing changes."""
+        rule = self.core.get(segment_id).rule
+        members = self.core.evaluate(rule, self.core.now_ms() if now_ms is None else now_ms)
+        key = members_key(segment_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        ids = list(members)
+        for start in range(0, len(ids), FILL_CHUNK):
+            pipe.sadd(key, *ids[start:start + FILL_CHUNK])
+        if not ids:
+            # An empty set does not exist in Redis; a sentinel marks the segment as loaded.
+            pipe.sadd(key, -1)
+        pipe.execute()
+        return len(ids)
+
+    def drop(self, segment_id: int) -> None:
+        self.redis.delete(members_key(segment_id))
+
+    def recheck(self, user_ids, now_ms: int | None = None) -> list[dict]:
+        """Re-evaluates every real-time segment for ``user_ids``; publishes and returns changes."""
+        ids = sorted({int(u) for u in user_ids})
+        if not ids:
+            return []
+        now = self.core.now_ms() if now_ms is None else now_ms
+        segments = self.segments()
+        if not segments:
+            return []
+        keys = [members_key(sid) for sid, _ in segments]
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+            pipe.smismember(key, ids)
+        replies = pipe.execute()
+        changes: list[tuple[int, int, str]] = []
+        for index, (segment_id, rule) in enumerate(segments):
+            if not replies[2 * index]:
+                self.initialize(segment_id, now)
+                continue
+            current = {uid for uid, flag in zip(ids, replies[2 * index + 1]) if flag}
+            statement = self.core.compiler(now, ids).statement(rule)
+            with self.core.read_engine.connect() as connection:
+                matched = {int(u) for u in connection.execute(statement).scalars()}
+            changes.extend((segment_id, uid, "entered") for uid in sorted(matched - current))
+            changes.extend((segment_id, uid, "left") for uid in sorted(current - matched))
+        if not changes:
+            return []
+        external = dict(self.core.external_ids(sorted({uid for _, uid, _ in changes})))
+        published = []
+        pipe = self.redis.pipeline(transaction=True)
+        for segment_id, uid, change in changes:
+            key = members_key(segment_id)
+            (pipe.sadd if change == "entered" else pipe.srem)(key, uid)
+            event = {"segment": f"segments/{segment_id}", "segment_id": str(segment_id),
+                     "user_id": str(uid), "external_id": external.get(uid, ""),
+                     "change": change, "ts_ms": str(now)}
+            pipe.xadd(MEMBERSHIP_STREAM, event, maxlen=self.maxlen, approximate=True)
+            published.append(event)
+        pipe.execute()
+        return published
+
+    def reconcile(self, segment_id: int, members, now_ms: int) -> list[dict]:
+        """Publishes the changes between the live set and a full evaluation (``members``), for
+        users who moved without an event (a window passed them by)."""
+        key = members_key(segment_id)
+        current = {int(m) for m in self.redis.smembers(key)} - {-1}
+        fresh = set(members)
+        entered, left = sorted(fresh - current), sorted(current - fresh)
+        if not entered and not left:
+            return []
+        external = dict(self.core.external_ids(entered + left))
+        pipe = self.redis.pipeline(transaction=True)
+        published = []
+        for uids, change in ((entered, "entered"), (left, "left")):
+            for start in range(0, len(uids), FILL_CHUNK):
+                chunk = uids[start:start + FILL_CHUNK]
+                (pipe.sadd if change == "entered" else pipe.srem)(key, *chunk)
+            for uid in uids:
+                event = {"segment": f"segments/{segment_id}", "segment_id": str(segment_id),
+                         "user_id": str(uid), "external_id": external.get(uid, ""),
+                         "change": change, "ts_ms": str(now_ms)}
+                pipe.xadd(MEMBERSHIP_STREAM, event, maxlen=self.maxlen, approximate=True)
+                published.append(event)
+        pipe.execute()
+        return published
+
+    def poll_once(self, block_ms: int = 1000) -> int:
+        """Reads one batch (first any left unacknowledged by a crash), re-checks, acks."""
+        entries = []
+        if not self._pending_checked:
+            reply = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: "0"},
+                                          count=self.batch_size)
+            entries = reply[0][1] if reply else []
+            self._pending_checked = not entries
+        if not entries:
+            reply = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: ">"},
+                                          count=self.batch_size, block=block_ms)
+            entries = reply[0][1] if reply else []
+        users = set()
+        for _, fields in entries:
+            raw = fields.get(b"user_id") or fields.get("user_id")
+            try:
+                users.add(int(raw))
+            except (TypeError, ValueError):
+                log.warning("event without a usable user_id", extra={"fields": str(fields)})
+        if users:
+            self.recheck(users)
+        if entries:
+            self.redis.xack(EVENTS_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+        return len(entries)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consumes until ``stop`` is set; a Redis or database outage pauses, then retries."""
+        while not stop.is_set():
+            try:
+                self.ensure_group()
+                while not stop.is_set():
+                    self.poll_once()
+            except Exception:  # noqa: BLE001 - keep consuming after transient failures
+                log.exception("real-time membership pass failed")
+                stop.wait(1.0)

@@ -1,0 +1,117 @@
+"""Real-time membership against a real Redis: events in, entered/left out."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from sqlalchemy import create_engine, insert
+
+from services.common import profile_tables as pt
+from services.common.db import migrate
+from services.segment.catalog import CatalogCache
+from services.segment.core import SegmentCore
+from services.segment.realtime import (
+    EVENTS_STREAM,
+    MEMBERSHIP_STREAM,
+    RealtimeMembership,
+    members_key,
+)
+from services.segment.text import parse_rule
+from tests.segment.conftest import DAY, NOW, Population
+
+
+class Clock:
+    def __init__(self, ms):
+        self.ms = ms
+
+    def __call__(self):
+        return self.ms / 1000
+
+
+@pytest.fixture
+def live(tmp_path, sqlite_engine, redis_url):
+    pop = Population()
+    for i in range(1, 11):
+        pop.user(f"u{i}", age=20 + i)
+    pop.event(pop.ids["u1"], "add_to_cart", NOW - DAY)
+    pop.event(pop.ids["u1"], "add_to_cart", NOW - DAY)
+    pop.write(sqlite_engine)
+    url = f"sqlite:///{tmp_path}/segment.db"
+    migrate("segment", url)
+    clock = Clock(NOW)
+    core = SegmentCore(create_engine(url), sqlite_engine, CatalogCache(sqlite_engine, 0), clock)
+    client = redis.Redis.from_url(redis_url)
+    rt = RealtimeMembership(core, client, segments_ttl_s=0)
+    rt.ensure_group()
+    yield core, rt, client, pop, sqlite_engine, clock
+    client.close()
+
+
+def add_events(engine, client, rows):
+    """Writes events as the profile service does: the store first, then the stream."""
+    with engine.begin() as connection:
+        connection.execute(insert(pt.events), rows)
+    pipe = client.pipeline()
+    for row in rows:
+        pipe.xadd(EVENTS_STREAM, {"event_id": row["event_id"], "user_id": row["user_id"],
+                                  "external_id": "", "event_type": row["event_type"],
+                                  "ts_ms": row["ts_ms"], "properties": "{}"})
+    pipe.execute()
+
+
+def changes(client):
+    return [(f[b"segment_id"].decode(), f[b"external_id"].decode(), f[b"change"].decode())
+            for _, f in client.xrange(MEMBERSHIP_STREAM)]
+
+
+def test_events_move_users_in_and_out(live):
+    core, rt, client, pop, engine, clock = live
+    cart = core.create("Cart, no order", parse_rule(
+        "count(add_to_cart, 7d) >= 2 and count(order, 7d) == 0"), realtime=True)
+    older = core.create("Older", parse_rule("age >= 28"), realtime=True)
+    core.create("Not real-time", parse_rule("count(add_to_cart) >= 1"))
+    assert rt.initialize(cart.id) == 1
+    assert rt.initialize(older.id) == 3
+    sid = str(cart.id)
+    add_events(engine, client, [
+        dict(id=100, event_id="a", user_id=pop.ids["u2"], event_type="add_to_cart",
+             ts_ms=NOW - 10, value=None, properties=None),
+        dict(id=101, event_id="b", user_id=pop.ids["u2"], event_type="add_to_cart",
+             ts_ms=NOW - 5, value=None, properties=None),
+        dict(id=102, event_id="c", user_id=pop.ids["u1"], event_type="order",
+             ts_ms=NOW - 1, value=9.0, properties=None),
+        dict(id=103, event_id="d", user_id=pop.ids["u3"], event_type="add_to_cart",
+             ts_ms=NOW - 1, value=None, properties=None),
+    ])
+    assert rt.poll_once(block_ms=100) == 4
+    assert sorted(changes(client)) == [(sid, "u1", "left"), (sid, "u2", "entered")]
+    members = {int(m) for m in client.smembers(members_key(cart.id))}
+    assert members == {pop.ids["u2"]}
+    # Everything read was acknowledged, and a poll with nothing new publishes nothing.
+    assert client.xpending(EVENTS_STREAM, "segment")["pending"] == 0
+    assert rt.poll_once(block_ms=50) == 0
+    assert len(changes(client)) == 2
+
+
+def test_snapshot_reconciles_users_a_window_passed_by(live):
+    core, rt, client, pop, engine, clock = live
+    cart = core.create("Cart", parse_rule("count(add_to_cart, 7d) >= 2"), realtime=True)
+    rt.initialize(cart.id)
+    core.snapshot_listeners.append(lambda seg, members, now: rt.reconcile(seg.id, members, now))
+    clock.ms += 7 * DAY
+    assert core.create_snapshot(cart.id).size == 0
+    assert changes(client) == [(str(cart.id), "u1", "left")]
+
+
+def test_unprocessed_events_survive_a_crash(live):
+    core, rt, client, pop, engine, clock = live
+    segment = core.create("Any order", parse_rule("count(order) >= 1"), realtime=True)
+    rt.initialize(segment.id)
+    add_events(engine, client, [dict(id=200, event_id="x", user_id=pop.ids["u5"],
+                                     event_type="order", ts_ms=NOW - 1, value=1.0,
+                                     properties=None)])
+    # A consumer reads the batch and dies before acknowledging it.
+    client.xreadgroup("segment", "segment-1", {EVENTS_STREAM: ">"}, count=10)
+    restarted = RealtimeMembership(core, client, consumer="segment-1", segments_ttl_s=0)
+    assert restarted.poll_once(block_ms=50) == 1
+    assert changes(client) == [(str(segment.id), "u5", "entered")]

@@ -401,6 +401,16 @@ class SegmentCore:
                 log.exception("segment scheduler pass failed")
             stop.wait(interval_s)
 
+    def insight(self, rule: Condition, fields: list[str], bounds: dict | None = None,
+                top_tags: int = 10, rfm: bool = True, lifecycle: bool = True,
+                now_ms: int | None = None):
+        from services.segment.insight import build_insight
+
+        compiler = self.compiler(now_ms)
+        with self.read_engine.connect() as connection:
+            return build_insight(compiler, connection, rule, fields, bounds, top_tags, rfm,
+                                 lifecycle)
+
     def population(self) -> int:
         with self.read_engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(pt.profiles))

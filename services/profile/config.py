@@ -40,7 +40,7 @@ def parse_instant_ms(raw: str) -> int:
         return int(raw)
     moment = dt.datetime.fromisoformat(raw)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -80,30 +80,30 @@ class ProfileConfig:
             raise ValueError("batch limits must be positive")
 
     @classmethod
-    def from_env(cls, **overrides) -> "ProfileConfig":
+    def from_env(cls, **overrides) -> ProfileConfig:
         as_of = env_str("PROFILE_AS_OF", "")
-        values = dict(
-            retention_days=env_int("PROFILE_RETENTION_DAYS", 0),
-            unknown_user=env_str("PROFILE_UNKNOWN_USER", "create"),
-            max_batch_events=env_int("PROFILE_MAX_BATCH_EVENTS", 10_000),
-            max_batch_items=env_int("PROFILE_MAX_BATCH_ITEMS", 1_000),
-            max_future_skew_s=env_int("PROFILE_MAX_FUTURE_SKEW_SECONDS", 300),
-            rfm_window_days=env_int("PROFILE_RFM_WINDOW_DAYS", 365),
-            purchase_event_types=_csv(env_str("PROFILE_PURCHASE_EVENT_TYPES", "purchase")),
-            lifecycle_new_days=env_int("PROFILE_LIFECYCLE_NEW_DAYS", 30),
-            lifecycle_active_days=env_int("PROFILE_LIFECYCLE_ACTIVE_DAYS", 30),
-            lifecycle_dormant_days=env_int("PROFILE_LIFECYCLE_DORMANT_DAYS", 90),
-            as_of_ms=parse_instant_ms(as_of) if as_of else None,
-            events_stream_maxlen=env_int("PROFILE_EVENTS_STREAM_MAXLEN", 1_000_000),
-            stream_flush_events=env_int("PROFILE_STREAM_FLUSH_EVENTS", 5_000),
-            opt_out_channels=_csv(env_str("PROFILE_OPT_OUT_CHANNELS", "in_app,coupon")),
-            maintenance_interval_s=env_int("PROFILE_MAINTENANCE_INTERVAL_SECONDS", 300),
-            full_recompute_interval_s=env_int("PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS", 3600),
-        )
+        values = {
+            "retention_days": env_int("PROFILE_RETENTION_DAYS", 0),
+            "unknown_user": env_str("PROFILE_UNKNOWN_USER", "create"),
+            "max_batch_events": env_int("PROFILE_MAX_BATCH_EVENTS", 10_000),
+            "max_batch_items": env_int("PROFILE_MAX_BATCH_ITEMS", 1_000),
+            "max_future_skew_s": env_int("PROFILE_MAX_FUTURE_SKEW_SECONDS", 300),
+            "rfm_window_days": env_int("PROFILE_RFM_WINDOW_DAYS", 365),
+            "purchase_event_types": _csv(env_str("PROFILE_PURCHASE_EVENT_TYPES", "purchase")),
+            "lifecycle_new_days": env_int("PROFILE_LIFECYCLE_NEW_DAYS", 30),
+            "lifecycle_active_days": env_int("PROFILE_LIFECYCLE_ACTIVE_DAYS", 30),
+            "lifecycle_dormant_days": env_int("PROFILE_LIFECYCLE_DORMANT_DAYS", 90),
+            "as_of_ms": parse_instant_ms(as_of) if as_of else None,
+            "events_stream_maxlen": env_int("PROFILE_EVENTS_STREAM_MAXLEN", 1_000_000),
+            "stream_flush_events": env_int("PROFILE_STREAM_FLUSH_EVENTS", 5_000),
+            "opt_out_channels": _csv(env_str("PROFILE_OPT_OUT_CHANNELS", "in_app,coupon")),
+            "maintenance_interval_s": env_int("PROFILE_MAINTENANCE_INTERVAL_SECONDS", 300),
+            "full_recompute_interval_s": env_int("PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS", 3600),
+        }
         values.update(overrides)
         return cls(**values)
 
-    def replace(self, **changes) -> "ProfileConfig":
+    def replace(self, **changes) -> ProfileConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -625,7 +625,7 @@ class Maintenance:
                     self.core.drain_publish_backlog()
                 if config.full_recompute_interval_s > 0 and elapsed % config.full_recompute_interval_s < tick:
                     self.core.recompute_traits()
-            except Exception:  # noqa: BLE001 - the next round retries; the error is logged
+            except Exception:
                 log.exception("profile maintenance round failed")
 
 

@@ -25,10 +25,9 @@ Users without any event have no traits row; users who never purchased have null 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from sqlalchemy import Float, and_, case, cast, delete, func, literal, select, update
-from sqlalchemy import Numeric
+from sqlalchemy import Float, Numeric, and_, case, cast, delete, func, literal, select, update
 from sqlalchemy.engine import Connection
 
 from services.common.profile_tables import computed_traits, event_type_counts, events

@@ -8,7 +8,6 @@ import pathlib
 
 import numpy as np
 import pandas as pd
-import pytest
 from google.protobuf import timestamp_pb2
 from sqlalchemy import create_engine, text
 
@@ -19,7 +18,7 @@ from services.profile.config import ProfileConfig
 from services.profile.servicer import build
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "samples" / "cdnow" / "cdnow_master.txt"
-AS_OF = dt.datetime(1998, 7, 1, tzinfo=dt.timezone.utc)
+AS_OF = dt.datetime(1998, 7, 1, tzinfo=dt.UTC)
 AS_OF_MS = int(AS_OF.timestamp() * 1000)
 DAY_MS = 86_400_000
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.profile_tables import computed_traits, events, profiles
 from services.profile.config import DAY_MS
-from services.profile.core import EVENTS_STREAM, ERASURES_STREAM, EventIn, Profile, ScoreIn
+from services.profile.core import ERASURES_STREAM, EVENTS_STREAM, EventIn, Profile, ScoreIn
 from services.profile.traits import RFM_GRID, rfm_group
 
 

@@ -390,10 +390,13 @@ class Experiments:
             exp = self.get(exp.plan_id, exp.touch_id)
         return exp
 
-    def assign(self, plan_id: int, touch_id: str, user_ids: Sequence[int]) -> dict[int, Assigned]:
+    def assign(self, plan_id: int, touch_id: str, user_ids: Sequence[int],
+               pending_to_leader: bool = False) -> dict[int, Assigned]:
         """Groups of many users: earlier assignments are kept, new ones computed in one
         vectorised pass and stored in one insert. Exploit users of an open race are returned
-        with ``variant=None`` and not stored: they wait for the winner."""
+        with ``variant=None`` and not stored: they wait for the winner. Triggered touches
+        cannot wait (the moment passes), so with ``pending_to_leader`` they get the variant
+        with the highest posterior mean so far."""
         exp = self.get(plan_id, touch_id)
         now = self.clock()
         exp = self._start(exp, now)
@@ -418,6 +421,10 @@ class Experiments:
             arms = np.where(control, 4, 3)
         else:
             idx, arms = split_variants(exp.spec, fresh, plan_id, touch_id, exp.winner_index)
+            if pending_to_leader and (idx == PENDING).any():
+                s, n = self.counts(plan_id, touch_id)
+                means = [(1 + s[v]) / (2 + n[v]) for v in ids]
+                idx = np.where(idx == PENDING, int(np.argmax(means)), idx)
         rows = []
         for uid, i, a in zip(fresh, idx.tolist(), arms.tolist()):
             if i == PENDING:

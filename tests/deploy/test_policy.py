@@ -59,7 +59,8 @@ def test_every_workload_is_hardened(overlays, overlay):
             assert name and tag and tag != "latest" and "/" not in tag, f"{cwhere}: image {image}"
             # Writable paths must be volumes, since the root filesystem is read-only.
             volumes = {v["name"]: v for v in spec.get("volumes", [])}
-            claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
+            templates = workload["spec"].get("volumeClaimTemplates", [])
+            claims = {c["metadata"]["name"] for c in templates}
             for mount in container.get("volumeMounts", []):
                 assert mount["name"] in volumes or mount["name"] in claims, cwhere
 
@@ -100,7 +101,8 @@ def test_drain_default_matches_the_server(monkeypatch):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_disruption_budgets_and_autoscaling(overlays, overlay):
     rendered = overlays[overlay]
-    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in rendered.of_kind("HorizontalPodAutoscaler")}
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h
+            for h in rendered.of_kind("HorizontalPodAutoscaler")}
     for svc, deployment in rendered.service_deployments().items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         pdbs = [p for p in rendered.of_kind("PodDisruptionBudget")

@@ -13,7 +13,7 @@ README = (DEPLOY / "README.md").read_text()
 
 def _commands() -> list[str]:
     """Shell commands of the README's code blocks, continuation lines joined."""
-    blocks = re.findall(r"```\n(.*?)```", README, re.S)
+    blocks = re.findall(r"```\n(.*?)```", README, re.DOTALL)
     return [c.strip() for block in blocks for c in block.replace("\\\n", " ").splitlines()
             if c.strip()]
 
@@ -43,7 +43,7 @@ def test_documented_secrets_are_exactly_those_prod_references(overlays):
 
 
 def test_every_secret_in_the_table_is_referenced(overlays):
-    rows = re.findall(r"^\| (marketing-[\w-]+) \| ([^|]+) \|", README, re.M)
+    rows = re.findall(r"^\| (marketing-[\w-]+) \| ([^|]+) \|", README, re.MULTILINE)
     referenced = _secret_references(overlays["prod"])
     table = {(name, key.strip()) for name, keys in rows for key in keys.split(",")}
     assert table == referenced
@@ -102,5 +102,6 @@ def test_documented_timings_match_the_manifests(overlays):
     pause = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert f"first sleeps {pause} s" in README
     startup = pod_spec(overlays["prod"].service_deployments()["scoring"])["containers"][0]
-    minutes = startup["startupProbe"]["periodSeconds"] * startup["startupProbe"]["failureThreshold"] / 60
+    probe = startup["startupProbe"]
+    minutes = probe["periodSeconds"] * probe["failureThreshold"] / 60
     assert f"allows {minutes:g} minutes" in README

@@ -38,7 +38,8 @@ def test_overlay_renders_the_whole_suite(overlays, overlay):
     kinds = {o["kind"] for o in rendered.objects}
     assert EXPECTED_KINDS <= kinds, f"missing kinds: {EXPECTED_KINDS - kinds}"
     assert set(rendered.service_deployments()) == {"profile", "segment", "scoring", "delivery"}
-    namespaces = {o["metadata"].get("namespace") for o in rendered.objects if o["kind"] != "Namespace"}
+    namespaces = {o["metadata"].get("namespace") for o in rendered.objects
+                  if o["kind"] != "Namespace"}
     assert len(namespaces) == 1 and None not in namespaces, namespaces
     keys = [(o["kind"], o["metadata"]["name"]) for o in rendered.objects]
     assert len(keys) == len(set(keys)), "two objects share a kind and name"
@@ -63,7 +64,8 @@ def test_every_object_validates_against_the_kubernetes_schemas(overlays, overlay
             pytest.fail(f"{overlay}: {name} is invalid for Kubernetes {version} at {path}: "
                         f"{exc.message}")
         except kv.SchemaNotFoundError:
-            pytest.fail(f"{overlay}: {name} ({obj['apiVersion']}) is not a Kubernetes {version} API")
+            pytest.fail(f"{overlay}: {name} ({obj['apiVersion']}) is not a Kubernetes "
+                        f"{version} API")
 
 
 def test_strict_validation_rejects_a_misspelt_field(no_network):

@@ -133,9 +133,9 @@ class ScoringCore:
                    "features": [f.to_dict() for f in request.features],
                    "cutoff_ms": request.cutoff_ms, "params": request.params}
 
-        def work(progress, cancelled) -> dict[str, Any]:
+        def work(progress, cancelled, operation: str) -> dict[str, Any]:
             out = train(self.profile_engine, request, progress, cancelled)
-            lineage = dict(out["lineage"])
+            lineage = {**out["lineage"], "operation": operation}
             version = self.registry.register(
                 request.model_name, request.task, out["onnx_bytes"], out["features"],
                 out["output"], description=request.description, metrics=out["metrics"],

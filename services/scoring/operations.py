@@ -21,7 +21,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 CODE_CANCELLED = 1
 CODE_INTERNAL = 13
 
-Work = Callable[[Callable[[int, str], None], Callable[[], bool]], dict[str, Any]]
+Work = Callable[[Callable[[int, str], None], Callable[[], bool], str], dict[str, Any]]
 
 
 class OperationRunner:
@@ -68,7 +68,7 @@ class OperationRunner:
         try:
             if cancelled():
                 raise Cancelled()
-            result = work(progress, cancelled)
+            result = work(progress, cancelled, name)
             self.store.update_operation(name, state="succeeded", progress_percent=100,
                                         stage="done", result=result, updated_ms=now_ms())
         except Cancelled:

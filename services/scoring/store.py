@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -224,12 +224,16 @@ class ScoringStore:
         with self.engine.connect() as conn:
             return conn.execute(select(operations).where(operations.c.name == name)).first()
 
-    def list_operations(self, before_created: int | None, limit: int, kind: str = ""):
+    def list_operations(self, before: list | None, limit: int, kind: str = ""):
+        """Newest first; ``before`` is the (created_ms, name) of the last row of a page."""
         stmt = select(operations)
         if kind:
             stmt = stmt.where(operations.c.kind == kind)
-        if before_created is not None:
-            stmt = stmt.where(operations.c.created_ms < before_created)
+        if before:
+            created, name = int(before[0]), str(before[1])
+            stmt = stmt.where(or_(operations.c.created_ms < created,
+                                  and_(operations.c.created_ms == created,
+                                       operations.c.name > name)))
         stmt = stmt.order_by(operations.c.created_ms.desc(), operations.c.name).limit(limit)
         with self.engine.connect() as conn:
             return conn.execute(stmt).all()

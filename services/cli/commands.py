@@ -14,7 +14,8 @@ import datetime as dt
 import json
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -151,8 +152,8 @@ def parse_timestamp(text: str):
         raise argparse.ArgumentTypeError(
             f"not a time: {text!r} (use ISO 8601, epoch milliseconds or 'now')") from None
     if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=dt.timezone.utc)
-    ts.FromDatetime(instant.astimezone(dt.timezone.utc))
+        instant = instant.replace(tzinfo=dt.UTC)
+    ts.FromDatetime(instant.astimezone(dt.UTC))
     return ts
 
 

@@ -7,7 +7,8 @@ import datetime as dt
 import json
 import os
 import sys
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -54,8 +55,8 @@ def _set_time(event, raw: Any) -> None:
         return
     instant = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=dt.timezone.utc)
-    event.timestamp.FromDatetime(instant.astimezone(dt.timezone.utc))
+        instant = instant.replace(tzinfo=dt.UTC)
+    event.timestamp.FromDatetime(instant.astimezone(dt.UTC))
 
 
 def event_from_mapping(row: dict[str, Any]):
@@ -104,7 +105,7 @@ def cdnow_rows(path: str) -> Iterator[tuple[int, str, int, int, float]]:
             if len(parts) != 4 or not parts[0].isdigit():
                 continue  # the header line
             day = dt.datetime.strptime(parts[1], "%Y%m%d").replace(
-                hour=12, tzinfo=dt.timezone.utc)
+                hour=12, tzinfo=dt.UTC)
             yield number, f"c{parts[0]}", int(day.timestamp() * 1000), int(parts[2]), \
                 float(parts[3])
 
@@ -229,4 +230,4 @@ def run(args) -> int:
     return 0
 
 
-__all__ = ["describe_error", "ingest", "read_events", "cdnow_rows", "event_from_mapping"]
+__all__ = ["cdnow_rows", "describe_error", "event_from_mapping", "ingest", "read_events"]

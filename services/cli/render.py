@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -31,7 +33,7 @@ def enum_label(field: FieldDescriptor, number: int) -> str:
     if number == 0:
         return ""
     prefix = _enum_prefix(field.enum_type)
-    return value.name[len(prefix):] if value.name.startswith(prefix) else value.name
+    return value.name.removeprefix(prefix)
 
 
 def _enum_prefix(enum_type) -> str:
@@ -43,13 +45,13 @@ def _enum_prefix(enum_type) -> str:
 def _timestamp(message: Message) -> str:
     if not message.seconds and not message.nanos:
         return ""
-    instant = dt.datetime.fromtimestamp(message.seconds + message.nanos / 1e9, dt.timezone.utc)
+    instant = dt.datetime.fromtimestamp(message.seconds + message.nanos / 1e9, dt.UTC)
     return instant.strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
 def _number(value: float) -> str:
     if isinstance(value, float):
-        if value != value:  # NaN
+        if math.isnan(value):
             return "nan"
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))

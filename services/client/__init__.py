@@ -1,16 +1,16 @@
 """Typed convenience layer over the generated stubs: connections, pagination, deadlines, errors."""
 
 from services.client.connection import (
-    is_unimplemented,
     SERVICES,
     Suite,
     connect,
+    is_unimplemented,
     messages,
     resolve_address,
     resolve_api_key,
 )
 from services.client.errors import describe_error, status_name
-from services.client.pagination import paginate, pages
+from services.client.pagination import pages, paginate
 
 __all__ = [
     "SERVICES",

@@ -98,7 +98,7 @@ class Suite:
                                            timeout=self.timeout)
         return self._stubs[service]
 
-    def with_key(self, api_key: str) -> "Suite":
+    def with_key(self, api_key: str) -> Suite:
         """The same suite seen by another credential (for example a second approver)."""
         return Suite(api_key, self.addresses, timeout=self.timeout)
 
@@ -116,7 +116,7 @@ class Suite:
             stub.channel.close()
         self._stubs.clear()
 
-    def __enter__(self) -> "Suite":
+    def __enter__(self) -> Suite:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from services.cli.__main__ import main
-from services.cli.commands import split_rpc, singular
+from services.cli.commands import singular, split_rpc
 
 
 def run(capsys, *argv):

@@ -7,7 +7,7 @@ import time
 import grpc
 import pytest
 
-from services.client import Suite, connect, describe_error, messages, paginate, pages
+from services.client import Suite, connect, describe_error, messages, pages, paginate
 from services.client.connection import resolve_address, resolve_api_key
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import (
     Double,
@@ -27,7 +27,6 @@ from sqlalchemy.types import Boolean
 from services.common import profile_tables as pt
 from services.segment.catalog import TRAITS, Catalog
 from services.segment.rules import (
-    MEASURED,
     VALUE_MEASURE,
     AbsoluteWindow,
     Aggregate,
@@ -349,4 +348,4 @@ def compile_rule(rule: Condition, catalog: Catalog, now_ms: int,
     return Compiler(catalog, now_ms, resolve_segment, restrict_ids).statement(rule)
 
 
-__all__ = ["Compiler", "CompileError", "compile_rule", "compare"]
+__all__ = ["CompileError", "Compiler", "compare", "compile_rule"]

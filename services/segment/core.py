@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from pyroaring import BitMap, FrozenBitMap
 from sqlalchemy import func, select
@@ -134,7 +134,7 @@ class SegmentCore:
         if problems:
             out = []
             for path, message in problems:
-                where = (positions or {}).get(path) or _nearest(positions, path)
+                where = (positions or {}).get(path) or nearest_position(positions, path)
                 suffix = f" (line {where[0]}, column {where[1]})" if where else ""
                 out.append((field + path[len("rule"):], message + suffix))
             raise InvalidArgument(violations=out)
@@ -283,7 +283,7 @@ class SegmentCore:
         for listener in self.snapshot_listeners:
             try:
                 listener(segment, members, as_of)
-            except Exception:  # noqa: BLE001 - the snapshot itself is stored
+            except Exception:
                 log.exception("snapshot listener failed", extra={"segment_id": segment_id})
         return self.get_snapshot(segment_id, version)
 
@@ -388,7 +388,7 @@ class SegmentCore:
                 continue
             try:
                 taken.append(self.create_snapshot(row["id"], now, trigger="scheduled"))
-            except Exception:  # noqa: BLE001 - one bad segment must not stop the others
+            except Exception:
                 log.exception("scheduled refresh failed", extra={"segment_id": row["id"]})
         return taken
 
@@ -397,7 +397,7 @@ class SegmentCore:
         while not stop.is_set():
             try:
                 self.refresh_due()
-            except Exception:  # noqa: BLE001 - keep the loop alive through outages
+            except Exception:
                 log.exception("segment scheduler pass failed")
             stop.wait(interval_s)
 
@@ -417,7 +417,7 @@ class SegmentCore:
                        .scalar_one())
 
 
-def _nearest(positions: dict | None, path: str):
+def nearest_position(positions: dict | None, path: str):
     """The text position of ``path`` or of its closest recorded ancestor."""
     if not positions:
         return None

@@ -186,6 +186,6 @@ class RealtimeMembership:
                 self.ensure_group()
                 while not stop.is_set():
                     self.poll_once()
-            except Exception:  # noqa: BLE001 - keep consuming after transient failures
+            except Exception:
                 log.exception("real-time membership pass failed")
                 stop.wait(1.0)

@@ -167,17 +167,17 @@ class SegmentCondition:
 
 @dataclasses.dataclass(frozen=True)
 class And:
-    conditions: tuple["Condition", ...]
+    conditions: tuple[Condition, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class Or:
-    conditions: tuple["Condition", ...]
+    conditions: tuple[Condition, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class Not:
-    condition: "Condition"
+    condition: Condition
 
 
 Condition = Union[

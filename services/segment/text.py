@@ -402,7 +402,7 @@ class _Parser:
         except ValueError:
             raise self.error("expected an ISO 8601 instant", tok) from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
         return int(round(moment.timestamp() * 1000))
 
     def aggregate(self) -> EventAggregateCondition:
@@ -500,7 +500,7 @@ def format_comparison(op: Op, values: tuple, aggregate: bool = False) -> str:
 
 
 def format_instant(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if ms % 1000:
         text += f".{ms % 1000:03d}"
@@ -575,6 +575,11 @@ def format_rule(node: Condition) -> str:
 
 
 __all__ = [
-    "KEYWORDS", "RuleSyntaxError", "format_rule", "parse_rule", "parse_rule_with_positions",
-    "child_path", "SCALAR_OPS",
+    "KEYWORDS",
+    "SCALAR_OPS",
+    "RuleSyntaxError",
+    "child_path",
+    "format_rule",
+    "parse_rule",
+    "parse_rule_with_positions",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 from services.common.errors import InvalidArgument
 from services.segment.catalog import CHANNELS, Catalog
@@ -68,7 +68,7 @@ def parse_instant(value: str) -> int | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return int(round(moment.timestamp() * 1000))
 
 
@@ -129,7 +129,7 @@ class Validator:
                 self.add(f"{path}.consent.channel",
                          f"unknown channel {node.channel!r}; known: {', '.join(CHANNELS)}")
         elif isinstance(node, SegmentCondition):
-            self.segment(node, f"{path}.segment.segment_id")
+            self.segment(node, f"{path}.segment.segment")
         else:
             self.add(path, "empty condition")
 

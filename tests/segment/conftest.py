@@ -12,7 +12,7 @@ from services.common import profile_tables as pt
 from services.segment.catalog import load_catalog
 from services.segment.store_setup import create_read_path_tables
 
-NOW = int(dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+NOW = int(dt.datetime(2024, 6, 1, tzinfo=dt.UTC).timestamp() * 1000)
 DAY = 86_400_000
 HOUR = 3_600_000
 MINUTE = 60_000

@@ -61,7 +61,7 @@ def test_create_get_list_update_delete(world):
     assert refused.value.violations[0][1] == f"segments/{buyers.id}"
     with pytest.raises(InvalidArgument) as cycle:
         core.update(adults.id, {"rule": parse_rule(f"in_segment({buyers.id})")})
-    assert cycle.value.violations[0][0] == "segment.rule.segment.segment_id"
+    assert cycle.value.violations[0][0] == "segment.rule.segment.segment"
     core.delete(buyers.id)
     core.delete(adults.id)
     with pytest.raises(NotFound):

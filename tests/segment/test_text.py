@@ -7,7 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.segment import rules as r
-from services.segment.text import RuleSyntaxError, format_rule, parse_rule, parse_rule_with_positions
+from services.segment.text import (
+    RuleSyntaxError,
+    format_rule,
+    parse_rule,
+    parse_rule_with_positions,
+)
 
 CANONICAL = [
     'age >= 30 and count(view_page where topic = "anti-ageing", 30d) == 0',

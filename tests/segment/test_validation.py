@@ -18,7 +18,7 @@ def violations(text_or_tree, segments=None, segment_id=None):
     tree = parse_rule(text_or_tree) if isinstance(text_or_tree, str) else text_or_tree
     resolve = None
     if segments is not None:
-        resolve = lambda i: parse_rule(segments[i]) if i in segments else None  # noqa: E731
+        resolve = lambda i: parse_rule(segments[i]) if i in segments else None
     with pytest.raises(InvalidArgument) as caught:
         check_rule(tree, CATALOG, resolve, segment_id)
     return dict(caught.value.violations)
@@ -92,13 +92,13 @@ def test_groups_consent_and_empty_names():
 def test_segment_references_and_cycles():
     segments = {1: "in_segment(2)", 2: "in_segment(3) and age > 1", 3: "in_segment(1)",
                 4: "age > 3", 5: "in_segment(5)"}
-    assert "does not exist" in violations("in_segment(9)", segments)["rule.segment.segment_id"]
+    assert "does not exist" in violations("in_segment(9)", segments)["rule.segment.segment"]
     found = violations("age > 1 and in_segment(1)", segments, segment_id=10)
     assert "segments/1 -> segments/2 -> segments/3 -> segments/1" in found[
-        "rule.all_of.conditions[1].segment.segment_id"]
+        "rule.all_of.conditions[1].segment.segment"]
     # Updating segment 2 to refer to 3 closes a loop through segment 1.
     found = violations("in_segment(3)", segments, segment_id=2)
     assert "segments/2 -> segments/3 -> segments/1 -> segments/2" in found[
-        "rule.segment.segment_id"]
-    assert "refers to itself" in violations("in_segment(4)", segments, 4)["rule.segment.segment_id"]
+        "rule.segment.segment"]
+    assert "refers to itself" in violations("in_segment(4)", segments, 4)["rule.segment.segment"]
     check_rule(parse_rule("in_segment(4)"), CATALOG, lambda i: parse_rule(segments[i]), 6)

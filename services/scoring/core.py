@@ -62,6 +62,7 @@ class ScoringConfig:
     max_model_bytes: int = 64 * 1024 * 1024
     intra_op_threads: int = 1
     training_workers: int = 1
+    training_threads: int = 1
     snapshot_chunk: int = 5_000
     max_users_per_call: int = 10_000
     max_rows_per_call: int = 100_000
@@ -75,6 +76,7 @@ class ScoringConfig:
             max_model_bytes=env_int("SCORING_MAX_MODEL_BYTES", cls.max_model_bytes),
             intra_op_threads=env_int("SCORING_INTRA_OP_THREADS", cls.intra_op_threads),
             training_workers=env_int("SCORING_TRAINING_WORKERS", cls.training_workers),
+            training_threads=env_int("SCORING_TRAINING_THREADS", cls.training_threads),
             snapshot_chunk=env_int("SCORING_SNAPSHOT_CHUNK", cls.snapshot_chunk),
             max_users_per_call=env_int("SCORING_MAX_USERS_PER_CALL", cls.max_users_per_call),
             max_rows_per_call=env_int("SCORING_MAX_ROWS_PER_CALL", cls.max_rows_per_call),
@@ -87,6 +89,7 @@ ENV_VARS = {
     "SCORING_MAX_MODEL_BYTES": "largest ONNX file accepted, bytes (default 64 MiB)",
     "SCORING_INTRA_OP_THREADS": "ONNX Runtime intra-op threads per loaded model (default 1)",
     "SCORING_TRAINING_WORKERS": "training operations run at once (default 1)",
+    "SCORING_TRAINING_THREADS": "OpenMP/BLAS threads of one training run (default 1)",
     "SCORING_SNAPSHOT_CHUNK": "users per feature query and per streamed message (default 5000)",
     "SCORING_MAX_USERS_PER_CALL": "most users in one ScoreUsers call (default 10000)",
     "SCORING_MAX_ROWS_PER_CALL": "most rows in one ScoreRows call (default 100000)",
@@ -134,7 +137,8 @@ class ScoringCore:
                    "cutoff_ms": request.cutoff_ms, "params": request.params}
 
         def work(progress, cancelled, operation: str) -> dict[str, Any]:
-            out = train(self.profile_engine, request, progress, cancelled)
+            out = train(self.profile_engine, request, progress, cancelled,
+                        self.config.training_threads)
             lineage = {**out["lineage"], "operation": operation}
             version = self.registry.register(
                 request.model_name, request.task, out["onnx_bytes"], out["features"],

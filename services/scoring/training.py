@@ -266,10 +266,10 @@ def make_pipeline(features: Sequence[FeatureSpec], algorithm: str, params: dict,
     transformers = []
     if numeric_names:
         transformers.append(("numeric", Pipeline(numeric_steps), numeric_names))
-    transformers.append(("strings", Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value="")),
-        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-    ]), string_names))
+    # Missing strings are already "" (or the feature's default) when features are assembled,
+    # so the encoder sees them as one more category; unseen categories encode to all zeros.
+    transformers.append(("strings", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                         string_names))
     return Pipeline([("columns", ColumnTransformer(transformers)), ("model", classifier)])
 
 
@@ -328,9 +328,19 @@ Progress = Callable[[int, str], None]
 
 
 def train(engine: Engine, request: TrainingRequest, progress: Progress,
-          cancelled: Callable[[], bool]) -> dict[str, Any]:
+          cancelled: Callable[[], bool], threads: int = 1) -> dict[str, Any]:
     """Runs the whole training; returns the ONNX bytes, schema, output, metrics and lineage.
     Raises InvalidArgument for a request the data cannot support."""
+    from threadpoolctl import threadpool_limits
+
+    # OpenMP pools sized to every core fight the server's own threads (and each other) on a
+    # busy machine; a fixed, small pool keeps training time predictable.
+    with threadpool_limits(limits=max(1, threads)):
+        return _train(engine, request, progress, cancelled)
+
+
+def _train(engine: Engine, request: TrainingRequest, progress: Progress,
+           cancelled: Callable[[], bool]) -> dict[str, Any]:
     import onnxruntime as ort
     from sklearn.model_selection import train_test_split
 

@@ -27,6 +27,31 @@ from services.common.config import SERVICE_NAMES
 
 _VERB_PREFIXES = ("Batch",)
 
+# RPCs whose name does not split into a verb and a resource the usual way.
+OVERRIDES: dict[str, tuple[str, str]] = {
+    "WriteBackScores": ("score", "write-back"),
+    "ScoreUsers": ("score", "users"),
+    "ScoreRows": ("score", "rows"),
+    "ScoreSnapshot": ("score", "snapshot"),
+    "DryRunTouch": ("touches", "dry-run"),
+    "PreviewTouch": ("touches", "preview"),
+    "RunTouch": ("touches", "run"),
+    "ValidateRule": ("rules", "validate"),
+    "ParseRule": ("rules", "parse"),
+    "FormatRule": ("rules", "format"),
+    "StreamSnapshotMembers": ("snapshots", "members"),
+    "CompareSnapshots": ("snapshots", "compare"),
+    "CheckMembership": ("segments", "check-membership"),
+    "GetPlanStats": ("stats", "get"),
+    "VerifyAuditLog": ("audit-entries", "verify"),
+    "GetExperiment": ("experiments", "get"),
+    "SetAlias": ("aliases", "set"),
+    "RollbackAlias": ("aliases", "rollback"),
+    "MergeIdentity": ("profiles", "merge-identity"),
+    "EraseUser": ("profiles", "erase"),
+    "BatchGetContactability": ("contactability", "batch-get"),
+}
+
 
 def kebab(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
@@ -111,6 +136,14 @@ def resources(descriptors: dict[str, Any]) -> dict[str, dict[str, Rpc]]:
     display: dict[tuple[str, str], str] = {}
     for service, descriptor in descriptors.items():
         for method in descriptor.methods:
+            if method.name in OVERRIDES:
+                shown, verb = OVERRIDES[method.name]
+                key = (service, singular(shown))
+                grouped.setdefault(key, {})[verb] = Rpc(service, method, verb)
+                display.setdefault(key, shown)
+                if display[key] != shown and shown.endswith("s"):
+                    display[key] = shown
+                continue
             verb, noun = split_rpc(method.name)
             key = (service, kebab(singular(noun)))
             grouped.setdefault(key, {})[kebab(verb)] = Rpc(service, method, kebab(verb))

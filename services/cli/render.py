@@ -140,13 +140,19 @@ _LEAF_MESSAGES = {"google.protobuf.Timestamp", "google.protobuf.Duration",
                   "google.protobuf.FieldMask", "marketing.common.v1.Value"}
 
 
+def _hidden(field: FieldDescriptor) -> bool:
+    """A tree with a readable twin (`rule` next to `rule_text`) is shown as the text only."""
+    return (field.type == FieldDescriptor.TYPE_MESSAGE
+            and f"{field.name}_text" in field.containing_type.fields_by_name)
+
+
 def rows_table(items: Iterable[Message], descriptor=None) -> str:
     items = list(items)
     if not items:
         return "(none)"
     descriptor = descriptor or items[0].DESCRIPTOR
     fields = [f for f in descriptor.fields if not _is_plain_list(f)
-              and f.type != FieldDescriptor.TYPE_BYTES]
+              and f.type != FieldDescriptor.TYPE_BYTES and not _hidden(f)]
     rows = []
     for item in items:
         row = []
@@ -167,6 +173,8 @@ def _flatten(message: Message, prefix: str = "") -> tuple[list[tuple[str, str]],
     lists: list[tuple[str, list]] = []
     for field, value in message.ListFields():
         key = prefix + field.name
+        if _hidden(field):
+            continue
         if _is_plain_list(field):
             lists.append((key, list(value)))
         elif (field.type == FieldDescriptor.TYPE_MESSAGE and not _is_repeated(field)

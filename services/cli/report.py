@@ -10,8 +10,10 @@ from services.cli import render
 def effect_report(demo, plan: str) -> None:
     pb = demo.pb("delivery")
     stats = demo.call("delivery", "GetPlanStats", pb.GetPlanStatsRequest(plan=plan))
-    experiment = demo.call("delivery", "GetExperiment",
-                           pb.GetExperimentRequest(plan=plan, touch_id="winback"))
+    experiment = None
+    if not demo.state.get("no_race"):
+        experiment = demo.call("delivery", "GetExperiment",
+                               pb.GetExperimentRequest(plan=plan, touch_id="winback"))
     totals = [row for row in stats.totals if not row.variant_id]
     total = next((r for r in totals if not r.touch_id), totals[0] if totals else None)
     if total is None:
@@ -28,21 +30,25 @@ def effect_report(demo, plan: str) -> None:
     demo.say(_indent(render.table(rows, ["stage", "users"])))
     demo.say(f"   click-through {100 * total.click_through_rate:.2f}%, conversion "
              f"{100 * total.conversion_rate:.2f}%, revenue {total.revenue:.2f}")
-    variants = list(experiment.variants)
-    demo.say("   Copy race (GetExperiment):")
-    demo.say(_indent(render.table(
-        [[v.variant_id or "(control)", str(v.funnel.sent), str(v.delivered), str(v.clicked),
-          f"{100 * v.click_through_rate:.2f}%", str(v.converted),
-          f"{100 * v.conversion_rate:.2f}%"] for v in variants],
-        ["copy", "sent", "delivered", "clicked", "ctr", "converted", "conv_rate"])))
-    demo.say(f"   winner: {experiment.winner_variant_id or '(none)'} - {experiment.decision}")
+    variants = list(experiment.variants) if experiment is not None else []
+    winner = experiment.winner_variant_id if experiment is not None else ""
+    if experiment is not None:
+        demo.say("   Copy race (GetExperiment):")
+        demo.say(_indent(render.table(
+            [[v.variant_id or "(control)", str(v.funnel.sent), str(v.delivered), str(v.clicked),
+              f"{100 * v.click_through_rate:.2f}%", str(v.converted),
+              f"{100 * v.conversion_rate:.2f}%"] for v in variants],
+            ["copy", "sent", "delivered", "clicked", "ctr", "converted", "conv_rate"])))
+        demo.say(f"   winner: {winner or '(none)'} - {experiment.decision}")
+    else:
+        demo.say("   Copy race: not run (the delivery service refused experiments)")
     demo.say(f"   Uplift against the {demo_control(demo)}% control group: "
              f"{100 * total.uplift:+.2f} points, 95% interval "
              f"[{100 * total.uplift_ci_low:+.2f}, {100 * total.uplift_ci_high:+.2f}]")
     if total.uplift_ci_low <= 0 <= total.uplift_ci_high:
         demo.say("   The interval covers zero: in this simulation contact changes nothing "
                  "(the log decides who buys), which is what an honest measurement shows.")
-    paths = charts(demo.out, total, variants, experiment.winner_variant_id,
+    paths = charts(demo.out, total, variants, winner,
                    demo.state.get("model_version"))
     for path in paths:
         demo.say(f"   chart: {path}")

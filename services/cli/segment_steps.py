@@ -63,8 +63,12 @@ def insight(demo) -> None:
 
 def winback(demo) -> None:
     pb = demo.pb("segment")
-    threshold = demo.state["threshold"]
-    rule_text = f'rfm("at_risk", "hibernating") and score.repurchase >= {threshold:.6f}'
+    threshold = demo.state.get("threshold")
+    if threshold is None:
+        rule_text = 'rfm("at_risk", "hibernating")'
+        demo.partial("no repurchase scores: the segment uses the RFM groups alone")
+    else:
+        rule_text = f'rfm("at_risk", "hibernating") and score.repurchase >= {threshold:.6f}'
     segment = _create(demo, pb, "Win-back", rule_text,
                       "at risk or hibernating, and repurchase score in the top 30%")
     demo.say(f"   CreateSegment {segment.name}:")

@@ -130,3 +130,29 @@ def test_installed_entry_point_prints_help_and_fails_cleanly(cli_env):
                            "profiles/none"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().startswith("error: NOT_FOUND:"), done.stderr
+
+
+def test_segment_commands_show_rule_text_and_locate_rule_errors(capsys, tmp_path, redis_url,
+                                                                monkeypatch):
+    from tests.suite import running_suite
+
+    with running_suite(tmp_path, redis_url, services=("profile", "segment")) as suite:
+        monkeypatch.setenv("SEGMENT_ADDR", suite["segment"]["address"])
+        monkeypatch.setenv("MKT_API_KEY", "operator-key")
+        code, out, err = run(capsys, "segments", "create", "--json",
+                             '{"segment": {"display_name": "x", "rule_text": "agee > 3"}}')
+        assert code == 1 and out == ""
+        assert err.startswith("error: INVALID_ARGUMENT: segment.rule"), err
+        assert "unknown field 'agee'" in err and "(line 1, column 1)" in err
+        assert err.count("\n") == 1
+        code, out, err = run(capsys, "segments", "create", "--json", json.dumps(
+            {"segment": {"display_name": "Heavy",
+                         "rule_text": 'frequency >= 3 and rfm("champions")'}}))
+        assert code == 0, err
+        code, out, _ = run(capsys, "segments", "list")
+        header, row = out.strip().splitlines()
+        assert "RULE_TEXT" in header and "RULE " not in header + " "
+        assert 'frequency >= 3 and rfm("champions")' in row
+        code, out, _ = run(capsys, "rules", "validate", "--rule-text", "agee > 3", "-o", "json")
+        violations = json.loads(out)["violations"]
+        assert violations[0]["line"] == 1 and violations[0]["column"] == 1

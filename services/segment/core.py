@@ -105,7 +105,7 @@ class SegmentCore:
         self.read_engine = read_engine
         self.catalog = catalog
         self.clock = clock
-        self._bitmaps: collections.OrderedDict[tuple[int, int], FrozenBitMap] = (
+        self._bitmaps: collections.OrderedDict[tuple[int, int], tuple] = (
             collections.OrderedDict())
         self._lock = threading.Lock()
         # Called with (segment, members, as_of_ms) after each snapshot (real-time reconcile).
@@ -279,13 +279,14 @@ class SegmentCore:
             duration_ms=int((time.monotonic() - started) * 1000), members=members.serialize(),
         )
         version = self.store.insert_snapshot(values)
-        self._remember((segment_id, version), FrozenBitMap(members))
+        snapshot = self.get_snapshot(segment_id, version)
+        self._remember((segment_id, version), snapshot, FrozenBitMap(members))
         for listener in self.snapshot_listeners:
             try:
                 listener(segment, members, as_of)
             except Exception:
                 log.exception("snapshot listener failed", extra={"segment_id": segment_id})
-        return self.get_snapshot(segment_id, version)
+        return snapshot
 
     def get_snapshot(self, segment_id: int, version: int | None = None) -> Snapshot:
         row = self.store.snapshot_meta(segment_id, version)
@@ -306,20 +307,28 @@ class SegmentCore:
         return items, (str(items[-1].version) if len(rows) > size else "")
 
     def bitmap(self, segment_id: int, version: int | None = None) -> tuple[Snapshot, FrozenBitMap]:
+        """A snapshot and its members; snapshots never change, so a named version is served
+        from memory without a query once decoded."""
+        if version:
+            with self._lock:
+                cached = self._bitmaps.get((segment_id, version))
+                if cached is not None:
+                    self._bitmaps.move_to_end((segment_id, version))
+                    return cached
         snapshot = self.get_snapshot(segment_id, version)
         key = (segment_id, snapshot.version)
         with self._lock:
             if key in self._bitmaps:
                 self._bitmaps.move_to_end(key)
-                return snapshot, self._bitmaps[key]
+                return self._bitmaps[key]
         data = self.store.snapshot_members(*key)
         members = FrozenBitMap.deserialize(data)
-        self._remember(key, members)
+        self._remember(key, snapshot, members)
         return snapshot, members
 
-    def _remember(self, key, members: FrozenBitMap) -> None:
+    def _remember(self, key, snapshot: Snapshot, members: FrozenBitMap) -> None:
         with self._lock:
-            self._bitmaps[key] = members
+            self._bitmaps[key] = (snapshot, members)
             self._bitmaps.move_to_end(key)
             while len(self._bitmaps) > BITMAP_CACHE_SIZE:
                 self._bitmaps.popitem(last=False)

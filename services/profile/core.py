@@ -70,6 +70,7 @@ EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@+\-]{1,256}$")
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 MAX_EVENT_ID = 128
+MIN_EVENT_TS_MS = -2_208_988_800_000  # 1900-01-01
 MAX_PROPERTIES = 64
 MAX_TAG = 128
 MAX_SOURCE = 128
@@ -116,6 +117,14 @@ class EventIn:
     ts_ms: int | None
     value: float | None = None
     properties: dict[str, TypedValue] = dataclasses.field(default_factory=dict)
+
+
+# A validated event as stored: (event_id, external_id, event_type, ts_ms, value, properties
+# as JSON text or None). Streams build these straight from the wire, skipping EventIn.
+EventRow = tuple[str, str, str, int, float | None, str | None]
+# A stored event as announced: (row id, event_id, user_id, external_id, event_type, ts_ms,
+# value, properties JSON text or None).
+PublishedEvent = tuple[int, str, int, str, str, int, float | None, str | None]
 
 
 @dataclasses.dataclass
@@ -170,6 +179,68 @@ class Contactability:
 
 def _json_value(kind: str, value):
     return list(value) if kind == "string_list" else value
+
+
+class EventChecker:
+    """Validates a stream's events with the least work per event.
+
+    An external id or event type that passed its pattern once is remembered, so a stream
+    mostly does set lookups and comparisons. Anything failing a quick check goes through
+    ``ProfileCore.validate_event``, so the error names the same field in the same words as
+    the unary path.
+    """
+
+    # Remembered ids are forgotten past this many, bounding memory on endless streams.
+    MAX_REMEMBERED = 200_000
+
+    def __init__(self, core: ProfileCore, now_ms: int):
+        self.core = core
+        self.users: set[str] = set()
+        self.types: set[str] = set()
+        self.at(now_ms)
+
+    def at(self, now_ms: int) -> None:
+        """Moves the wall clock that future and retention limits are measured from."""
+        config = self.core.config
+        self.now_ms = now_ms
+        self.latest_ms = now_ms + config.max_future_skew_s * 1000
+        self.earliest_ms = MIN_EVENT_TS_MS
+        if config.retention_days:
+            self.earliest_ms = max(self.earliest_ms, now_ms - config.retention_days * DAY_MS)
+
+    def row(
+        self, event_id: str, external_id: str, event_type: str, ts_ms: int | None,
+        value: float | None, prefix: str, index: int,
+    ) -> EventRow:
+        """The storage row of one property-less event, or InvalidArgument naming the field."""
+        if (
+            0 < len(event_id) <= MAX_EVENT_ID
+            and ts_ms is not None
+            and self.earliest_ms <= ts_ms <= self.latest_ms
+            and (value is None or value == value)
+            and (external_id in self.users or self._remember_user(external_id))
+            and (event_type in self.types or self._remember_type(event_type))
+        ):
+            return (event_id, external_id, event_type, ts_ms, value, None)
+        event = EventIn(event_id, external_id, event_type, ts_ms, value)
+        self.core.validate_event(event, f"{prefix}[{index}]", self.now_ms)
+        return self.core.event_row(event)
+
+    def _remember_user(self, external_id: str) -> bool:
+        if not EXTERNAL_ID.match(external_id):
+            return False
+        if len(self.users) >= self.MAX_REMEMBERED:
+            self.users.clear()
+        self.users.add(external_id)
+        return True
+
+    def _remember_type(self, event_type: str) -> bool:
+        if not EVENT_TYPE.match(event_type):
+            return False
+        if len(self.types) >= self.MAX_REMEMBERED:
+            self.types.clear()
+        self.types.add(event_type)
+        return True
 
 
 class ProfileCore:
@@ -603,7 +674,7 @@ class ProfileCore:
                 f"{field}.timestamp",
                 f"is more than {self.config.max_future_skew_s} s in the future",
             )
-        if event.ts_ms < -2_208_988_800_000:
+        if event.ts_ms < MIN_EVENT_TS_MS:
             raise InvalidArgument(f"{field}.timestamp", "is before 1900")
         if self.config.retention_days and event.ts_ms < now_ms - self.config.retention_days * DAY_MS:
             raise InvalidArgument(
@@ -618,6 +689,25 @@ class ProfileCore:
             if not PROPERTY_NAME.match(name):
                 raise InvalidArgument(f"{field}.properties[{name}]", "invalid property name")
             check_value(f"{field}.properties[{name}]", kind, value)
+
+    def event_row(self, event: EventIn) -> EventRow:
+        """The storage tuple of one validated event (properties packed as JSON once)."""
+        properties = (
+            json.dumps(
+                {k: _json_value(kind, v) for k, (kind, v) in event.properties.items()},
+                separators=(",", ":"),
+            )
+            if event.properties
+            else None
+        )
+        return (
+            event.event_id, event.external_id, event.event_type, event.ts_ms, event.value,
+            properties,
+        )
+
+    def event_checker(self, now_ms: int) -> EventChecker:
+        """A validator for many property-less events (see ``EventChecker``)."""
+        return EventChecker(self, now_ms)
 
     def ingest_events(
         self, batch: Sequence[EventIn], field: str = "events", prevalidated: bool = False
@@ -646,50 +736,68 @@ class ProfileCore:
                 continue
             seen.add(event.event_id)
             valid.append(i)
-        inserted: list[dict] = []
+        stored, ids = self._store_rows([self.event_row(batch[i]) for i in valid], now)
         touched: set[int] = set()
-        if valid:
-            with self.engine.begin() as conn:
-                ids = self._user_ids_for_events(conn, batch, valid, now)
-                rows = []
-                for i in valid:
-                    event = batch[i]
-                    user_id = ids.get(event.external_id)
-                    if user_id is None:
-                        outcomes[i].error = NotFound(
-                            "profile",
-                            f"profiles/{event.external_id}",
-                            f"{field}[{i}].user_id: unknown user {event.external_id!r}",
-                        )
-                        continue
-                    rows.append(
-                        {
-                            "event_id": event.event_id,
-                            "user_id": user_id,
-                            "event_type": event.event_type,
-                            "ts_ms": event.ts_ms,
-                            "value": event.value,
-                            "properties": {
-                                k: _json_value(kind, v) for k, (kind, v) in event.properties.items()
-                            }
-                            or None,
-                        }
-                    )
-                stored = self._insert_events(conn, rows)
-                for i in valid:
-                    if outcomes[i].error is None and batch[i].event_id not in stored:
-                        outcomes[i].duplicate = True
-                for row in rows:
-                    if row["event_id"] in stored:
-                        row["id"] = stored[row["event_id"]]
-                        inserted.append(row)
-                        touched.add(row["user_id"])
-                if touched:
-                    traits.refresh_users(conn, touched, self.config, self.as_of_ms(), now)
-            self.publish_events(inserted, {v: k for k, v in ids.items()})
+        for i in valid:
+            event = batch[i]
+            if event.external_id not in ids:
+                outcomes[i].error = NotFound(
+                    "profile",
+                    f"profiles/{event.external_id}",
+                    f"{field}[{i}].user_id: unknown user {event.external_id!r}",
+                )
+            elif event.event_id not in stored:
+                outcomes[i].duplicate = True
+            else:
+                touched.add(ids[event.external_id])
         rejected = sum(1 for o in outcomes if o.error is not None)
         duplicates = sum(1 for o in outcomes if o.duplicate)
-        return IngestResult(outcomes, len(inserted), duplicates, rejected, touched)
+        return IngestResult(outcomes, len(stored), duplicates, rejected, touched)
+
+    def ingest_rows(self, rows: Sequence[EventRow]) -> tuple[int, int]:
+        """Stores validated events of a stream; returns (stored, duplicates).
+
+        Any number of rows is committed in one transaction. A repeated id within ``rows``
+        or one already stored counts as a duplicate; events of unknown users (when they are
+        refused) count as neither, as the stream checked them before buffering.
+        """
+        if not rows:
+            return 0, 0
+        unique = list({row[0]: row for row in reversed(rows)}.values())
+        unique.reverse()  # the first occurrence of each id, in arrival order
+        stored, ids = self._store_rows(unique, self.now_ms())
+        known = sum(1 for row in unique if row[1] in ids)
+        return len(stored), len(rows) - len(unique) + known - len(stored)
+
+    def _store_rows(self, rows: list[EventRow], now: int) -> tuple[dict[str, int], dict[str, int]]:
+        """Inserts rows with distinct event ids, refreshes traits and publishes what was new.
+
+        Returns (event_id -> row id of the events stored now, external id -> internal id).
+        """
+        if not rows:
+            return {}, {}
+        with self.engine.begin() as conn:
+            ids = self._user_ids_for_events(conn, [row[1] for row in rows], now)
+            stored = store.insert_events(
+                conn,
+                [
+                    (event_id, ids[external], event_type, ts, value, properties)
+                    for event_id, external, event_type, ts, value, properties in rows
+                    if external in ids
+                ],
+            )
+            if stored:
+                touched = {ids[row[1]] for row in rows if row[0] in stored}
+                traits.refresh_users(conn, touched, self.config, self.as_of_ms(), now)
+        if stored:
+            self.publish_events(
+                [
+                    (stored[row[0]], row[0], ids[row[1]], *row[1:])
+                    for row in rows
+                    if row[0] in stored
+                ]
+            )
+        return stored, ids
 
     def unknown_users(self, external_ids: Iterable[str]) -> list[str]:
         """The ids among ``external_ids`` that name no profile (nor merged alias)."""
@@ -698,32 +806,19 @@ class ProfileCore:
             found = store.resolve_ids(conn, wanted)
         return [e for e in wanted if e not in found]
 
-    def _user_ids_for_events(self, conn, batch, valid: list[int], now: int) -> dict[str, int]:
-        wanted = list(dict.fromkeys(batch[i].external_id for i in valid))
+    def _user_ids_for_events(self, conn, external_ids: Iterable[str], now: int) -> dict[str, int]:
+        wanted = list(dict.fromkeys(external_ids))
         ids = store.resolve_ids(conn, wanted)
         missing = [e for e in wanted if e not in ids]
         if missing and self.config.unknown_user == "create":
-            store.create_bare_profiles(conn, missing, now)
-            ids.update(store.resolve_ids(conn, missing))
+            created = store.create_bare_profiles(conn, missing, now)
+            ids.update(created)
+            raced = [e for e in missing if e not in created]
+            if raced:  # created by a concurrent call since the lookup
+                ids.update(store.resolve_ids(conn, raced))
         return ids
 
-    @staticmethod
-    def _insert_events(conn, rows: list[dict]) -> dict[str, int]:
-        """Multi-row INSERT .. ON CONFLICT DO NOTHING RETURNING; event_id -> row id stored.
-
-        The conflict clause makes re-sent ids a no-op even when two calls race, and
-        RETURNING names exactly the rows this call stored, so each is announced once.
-        """
-        if not rows:
-            return {}
-        stmt = (
-            store.dialect_insert(conn, events)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(events.c.event_id, events.c.id)
-        )
-        return dict(conn.execute(stmt, rows).all())
-
-    def publish_events(self, rows: list[dict], external_by_id: dict[int, str]) -> None:
+    def publish_events(self, rows: Sequence[PublishedEvent]) -> None:
         """Appends stored events to ``profile:events``, one Lua call per chunk of 2000.
 
         Each chunk travels as a single JSON argument that the script unpacks server side:
@@ -738,17 +833,16 @@ class ProfileCore:
                 payload = json.dumps(
                     [
                         [
-                            row["event_id"],
-                            str(row["user_id"]),
-                            external_by_id.get(row["user_id"], ""),
-                            row["event_type"],
-                            str(row["ts_ms"]),
-                            "" if row["value"] is None else repr(row["value"]),
-                            json.dumps(row["properties"], separators=(",", ":"))
-                            if row["properties"]
-                            else "{}",
+                            event_id,
+                            str(user_id),
+                            external_id,
+                            event_type,
+                            str(ts),
+                            "" if value is None else repr(value),
+                            properties or "{}",
                         ]
-                        for row in part
+                        for _row_id, event_id, user_id, external_id, event_type, ts, value, properties
+                        in part
                     ],
                     separators=(",", ":"),
                 )
@@ -761,7 +855,7 @@ class ProfileCore:
                 store.insert_ignore(
                     conn,
                     publish_backlog,
-                    [{"event_row_id": r["id"], "queued_ms": self.now_ms()} for r in rows],
+                    [{"event_row_id": r[0], "queued_ms": self.now_ms()} for r in rows],
                     ["event_row_id"],
                 )
 
@@ -790,7 +884,16 @@ class ProfileCore:
             return 0
         if self.redis is None:
             return 0
-        self.publish_events([dict(r) for r in rows], {r["user_id"]: r["external_id"] for r in rows})
+        self.publish_events(
+            [
+                (
+                    r["id"], r["event_id"], r["user_id"], r["external_id"], r["event_type"],
+                    r["ts_ms"], r["value"],
+                    json.dumps(r["properties"], separators=(",", ":")) if r["properties"] else None,
+                )
+                for r in rows
+            ]
+        )
         with self.engine.begin() as conn:
             for part in store.chunks([r["id"] for r in rows]):
                 conn.execute(delete(publish_backlog).where(publish_backlog.c.event_row_id.in_(part)))

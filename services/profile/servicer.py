@@ -382,16 +382,15 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
     def StreamEvents(self, request_iterator, context):
         core = self.core
         refuse_unknown = core.config.unknown_user == "refuse"
-        buffer: list[EventIn] = []
+        buffer: list = []
         totals = {"accepted": 0, "duplicates": 0}
         messages = 0
+        checker = None
 
         def flush() -> None:
-            limit = core.config.max_batch_events
-            for start in range(0, len(buffer), limit):
-                result = core.ingest_events(buffer[start : start + limit], prevalidated=True)
-                totals["accepted"] += result.accepted
-                totals["duplicates"] += result.duplicates
+            accepted, duplicates = core.ingest_rows(buffer)
+            totals["accepted"] += accepted
+            totals["duplicates"] += duplicates
             buffer.clear()
 
         iterator = iter(request_iterator)
@@ -407,19 +406,32 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
                 prefix = f"messages[{messages}].events"
                 core.check_batch_size(len(request.events), prefix)
                 now = core.now_ms()
+                if checker is None:
+                    checker = core.event_checker(now)
+                else:
+                    checker.at(now)
                 batch = []
                 for i, message in enumerate(request.events):
-                    event = event_in(message)
-                    core.validate_event(event, f"{prefix}[{i}]", now)
-                    batch.append(event)
+                    if message.properties:
+                        event = event_in(message)
+                        core.validate_event(event, f"{prefix}[{i}]", now)
+                        batch.append(core.event_row(event))
+                    else:
+                        stamp = message.timestamp if message.HasField("timestamp") else None
+                        batch.append(checker.row(
+                            message.event_id, message.user_id, message.event_type,
+                            None if stamp is None else stamp.seconds * 1000 + stamp.nanos // 1_000_000,
+                            message.value if message.HasField("value") else None,
+                            prefix, i,
+                        ))
                 if refuse_unknown:
-                    unknown = set(core.unknown_users(e.external_id for e in batch))
-                    for i, event in enumerate(batch):
-                        if event.external_id in unknown:
+                    unknown = set(core.unknown_users(row[1] for row in batch))
+                    for i, row in enumerate(batch):
+                        if row[1] in unknown:
                             raise NotFound(
                                 "profile",
-                                f"profiles/{event.external_id}",
-                                f"{prefix}[{i}].user_id: unknown user {event.external_id!r}",
+                                f"profiles/{row[1]}",
+                                f"{prefix}[{i}].user_id: unknown user {row[1]!r}",
                             )
                 buffer.extend(batch)
                 messages += 1

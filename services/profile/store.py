@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -28,6 +42,20 @@ IN_CHUNK = 900
 def chunks(items: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def in_set(conn: Connection, column, values: Iterable):
+    """``column IN values`` with the whole set bound as one parameter.
+
+    PostgreSQL receives an array (``= ANY``), SQLite a JSON array it unpacks with
+    ``json_each``. One parameter keeps the statement text constant whatever the set's size,
+    so it compiles once and is cached, and no set has to be cut to fit a parameter limit.
+    """
+    values = list(values)
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    packed = bindparam(None, json.dumps(values), type_=String)
+    return column.in_(select(literal_column("value")).select_from(func.json_each(packed)))
 
 
 def dialect_insert(conn: Connection, table):
@@ -65,66 +93,121 @@ def upsert(conn: Connection, table, rows: list[dict], key: Sequence[str], where=
 def resolve_ids(conn: Connection, external_ids: Iterable[str]) -> dict[str, int]:
     """Internal ids of known external ids, following identity links of merged aliases."""
     wanted = list(dict.fromkeys(external_ids))
-    found: dict[str, int] = {}
-    for part in chunks(wanted):
-        found.update(
-            conn.execute(
-                select(profiles.c.external_id, profiles.c.id).where(profiles.c.external_id.in_(part))
-            ).all()
-        )
-        found.update(
-            conn.execute(
-                select(identity_links.c.alias_external_id, identity_links.c.user_id).where(
-                    identity_links.c.alias_external_id.in_(part)
-                )
-            ).all()
-        )
+    if not wanted:
+        return {}
+    found: dict[str, int] = dict(
+        conn.execute(
+            select(profiles.c.external_id, profiles.c.id).where(
+                in_set(conn, profiles.c.external_id, wanted)
+            )
+        ).all()
+    )
+    found.update(
+        conn.execute(
+            select(identity_links.c.alias_external_id, identity_links.c.user_id).where(
+                in_set(conn, identity_links.c.alias_external_id, wanted)
+            )
+        ).all()
+    )
     return found
 
 
 def existing_user_ids(conn: Connection, user_ids: Iterable[int]) -> set[int]:
     wanted = list(set(user_ids))
-    found: set[int] = set()
-    for part in chunks(wanted):
-        found.update(conn.execute(select(profiles.c.id).where(profiles.c.id.in_(part))).scalars())
-    return found
+    if not wanted:
+        return set()
+    return set(conn.execute(select(profiles.c.id).where(in_set(conn, profiles.c.id, wanted))).scalars())
 
 
-def create_bare_profiles(conn: Connection, external_ids: Sequence[str], now_ms: int) -> None:
-    rows = [{"external_id": e, "created_ms": now_ms, "updated_ms": now_ms} for e in external_ids]
-    insert_ignore(conn, profiles, rows, ["external_id"])
+def create_bare_profiles(conn: Connection, external_ids: Sequence[str], now_ms: int) -> dict[str, int]:
+    """Creates profiles for ``external_ids`` in one statement; returns the ids it created.
+
+    An id another transaction created meanwhile is skipped (ON CONFLICT) and absent from
+    the result, so the caller resolves it again.
+    """
+    if not external_ids:
+        return {}
+    if conn.dialect.name == "postgresql":
+        return dict(conn.exec_driver_sql(
+            "INSERT INTO profiles (external_id, created_ms, updated_ms) "
+            "SELECT e, %s, %s FROM unnest(%s::varchar[]) WITH ORDINALITY AS x(e, n) ORDER BY n "
+            "ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id",
+            (now_ms, now_ms, list(external_ids)),
+        ).all())
+    created: dict[str, int] = {}
+    for part in chunks(external_ids, SQLITE_ROWS_PER_INSERT):
+        holes = ",".join(["(?,?,?)"] * len(part))
+        params = [value for e in part for value in (e, now_ms, now_ms)]
+        created.update(conn.exec_driver_sql(
+            f"INSERT INTO profiles (external_id, created_ms, updated_ms) VALUES {holes} "
+            "ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id",
+            tuple(params),
+        ).all())
+    return created
+
+
+# SQLite binds at most 32766 parameters per statement: 5000 rows of up to 6 columns fit.
+SQLITE_ROWS_PER_INSERT = 5000
+
+EVENT_COLUMNS = "event_id, user_id, event_type, ts_ms, value, properties"
+
+
+def insert_events(conn: Connection, rows: Sequence[tuple]) -> dict[str, int]:
+    """Stores (event_id, user_id, event_type, ts_ms, value, properties JSON text) tuples.
+
+    Returns event_id -> row id of the rows this call stored. The statement goes to the
+    driver as written: SQLAlchemy's per-row parameter processing cost more than the insert.
+    ON CONFLICT DO NOTHING makes a re-sent id a no-op even when two calls race, and
+    RETURNING names exactly the rows stored here, so each is counted and announced once.
+    PostgreSQL receives one array per column (``unnest``), SQLite multi-row VALUES.
+    """
+    if not rows:
+        return {}
+    if conn.dialect.name == "postgresql":
+        return dict(conn.exec_driver_sql(
+            f"INSERT INTO events ({EVENT_COLUMNS}) "
+            "SELECT e, u, t, ts, v, p::json FROM unnest("
+            "%s::varchar[], %s::bigint[], %s::varchar[], %s::bigint[], %s::float8[], %s::text[]"
+            ") AS x(e, u, t, ts, v, p) "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
+            tuple(list(column) for column in zip(*rows)),
+        ).all())
+    stored: dict[str, int] = {}
+    for part in chunks(rows, SQLITE_ROWS_PER_INSERT):
+        holes = ",".join(["(?,?,?,?,?,?)"] * len(part))
+        stored.update(conn.exec_driver_sql(
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {holes} "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
+            tuple(value for row in part for value in row),
+        ).all())
+    return stored
 
 
 def profile_rows(conn: Connection, user_ids: Sequence[int]) -> list:
-    out = []
-    for part in chunks(list(user_ids)):
-        out.extend(conn.execute(select(profiles).where(profiles.c.id.in_(part))).mappings().all())
-    return out
+    if not user_ids:
+        return []
+    return conn.execute(
+        select(profiles).where(in_set(conn, profiles.c.id, user_ids))
+    ).mappings().all()
 
 
 def attribute_rows(conn: Connection, user_ids: Sequence[int]) -> list:
-    out = []
-    for part in chunks(list(user_ids)):
-        out.extend(
-            conn.execute(
-                select(profile_attributes).where(profile_attributes.c.user_id.in_(part))
-            ).mappings().all()
-        )
-    return out
+    if not user_ids:
+        return []
+    return conn.execute(
+        select(profile_attributes).where(in_set(conn, profile_attributes.c.user_id, user_ids))
+    ).mappings().all()
 
 
 def live_tag_rows(conn: Connection, user_ids: Sequence[int], now_ms: int) -> list:
-    out = []
-    for part in chunks(list(user_ids)):
-        out.extend(
-            conn.execute(
-                select(profile_tags).where(
-                    profile_tags.c.user_id.in_(part),
-                    or_(profile_tags.c.expires_ms.is_(None), profile_tags.c.expires_ms > now_ms),
-                ).order_by(profile_tags.c.user_id, profile_tags.c.tag)
-            ).mappings().all()
-        )
-    return out
+    if not user_ids:
+        return []
+    return conn.execute(
+        select(profile_tags).where(
+            in_set(conn, profile_tags.c.user_id, user_ids),
+            or_(profile_tags.c.expires_ms.is_(None), profile_tags.c.expires_ms > now_ms),
+        ).order_by(profile_tags.c.user_id, profile_tags.c.tag)
+    ).mappings().all()
 
 
 def catalog(conn: Connection) -> dict[str, dict]:

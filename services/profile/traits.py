@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from services.common.profile_tables import computed_traits, event_type_counts, events
 from services.profile.config import DAY_MS, ProfileConfig
-from services.profile.store import chunks
+from services.profile.store import in_set
 from services.profile.tables import rfm_breakpoints
 
 RFM_GROUPS = (
@@ -76,16 +76,16 @@ def _dimension_expr(dimension: str):
     return func.round(cast(computed_traits.c.monetary, Numeric), 2)
 
 
-def _aggregate_select(config: ProfileConfig, as_of_ms: int, now_ms: int, user_ids=None):
-    """SELECT producing computed_traits rows from events, for all users or ``user_ids``."""
+def _aggregate_select(config: ProfileConfig, as_of_ms: int, now_ms: int, users=None):
+    """SELECT producing computed_traits rows from events, for all users or those ``users`` admits."""
     is_purchase = events.c.event_type.in_(config.purchase_event_types)
     window_start = (
         as_of_ms - config.rfm_window_days * DAY_MS if config.rfm_window_days > 0 else None
     )
     in_window = is_purchase if window_start is None else and_(is_purchase, events.c.ts_ms >= window_start)
     where = [events.c.ts_ms <= as_of_ms]
-    if user_ids is not None:
-        where.append(events.c.user_id.in_(user_ids))
+    if users is not None:
+        where.append(users(events.c.user_id))
     agg = (
         select(
             events.c.user_id.label("user_id"),
@@ -126,13 +126,13 @@ def _aggregate_select(config: ProfileConfig, as_of_ms: int, now_ms: int, user_id
     return columns, query
 
 
-def _counts_select(as_of_ms: int, now_ms: int, user_ids=None):
+def _counts_select(as_of_ms: int, now_ms: int, users=None):
     def within(days: int):
         return func.sum(case((events.c.ts_ms > as_of_ms - days * DAY_MS, 1), else_=0))
 
     where = [events.c.ts_ms <= as_of_ms]
-    if user_ids is not None:
-        where.append(events.c.user_id.in_(user_ids))
+    if users is not None:
+        where.append(users(events.c.user_id))
     columns = ["user_id", "event_type", "count_7d", "count_30d", "count_90d", "count_total", "updated_ms"]
     query = (
         select(
@@ -213,10 +213,10 @@ def _group_expr():
     return case(*whens, else_=None)
 
 
-def _apply_scores(conn: Connection, breakpoints, user_ids=None) -> None:
+def _apply_scores(conn: Connection, breakpoints, users=None) -> None:
     where = [computed_traits.c.last_purchase_ms.is_not(None)]
-    if user_ids is not None:
-        where.append(computed_traits.c.user_id.in_(user_ids))
+    if users is not None:
+        where.append(users(computed_traits.c.user_id))
     conn.execute(
         update(computed_traits)
         .where(*where)
@@ -233,19 +233,28 @@ def _apply_scores(conn: Connection, breakpoints, user_ids=None) -> None:
 def refresh_users(
     conn: Connection, user_ids: Sequence[int], config: ProfileConfig, as_of_ms: int, now_ms: int
 ) -> int:
-    """Recomputes the traits of ``user_ids`` only (after an ingested batch); returns users."""
+    """Recomputes the traits of ``user_ids`` only (after an ingested batch); returns users.
+
+    Six set statements whatever the number of users: each binds the whole id set as one
+    parameter (see ``store.in_set``), so a flush of thousands of events costs the same
+    handful of round trips as a single event.
+    """
     ids = sorted(set(user_ids))
+    if not ids:
+        return 0
+
+    def users(column):
+        return in_set(conn, column, ids)
+
     breakpoints = _load_breakpoints(conn)
-    for part in chunks(ids):
-        part = list(part)
-        conn.execute(delete(computed_traits).where(computed_traits.c.user_id.in_(part)))
-        conn.execute(delete(event_type_counts).where(event_type_counts.c.user_id.in_(part)))
-        columns, query = _aggregate_select(config, as_of_ms, now_ms, part)
-        conn.execute(computed_traits.insert().from_select(columns, query))
-        columns, query = _counts_select(as_of_ms, now_ms, part)
-        conn.execute(event_type_counts.insert().from_select(columns, query))
-        if breakpoints is not None:
-            _apply_scores(conn, breakpoints, part)
+    conn.execute(delete(computed_traits).where(users(computed_traits.c.user_id)))
+    conn.execute(delete(event_type_counts).where(users(event_type_counts.c.user_id)))
+    columns, query = _aggregate_select(config, as_of_ms, now_ms, users)
+    conn.execute(computed_traits.insert().from_select(columns, query))
+    columns, query = _counts_select(as_of_ms, now_ms, users)
+    conn.execute(event_type_counts.insert().from_select(columns, query))
+    if breakpoints is not None:
+        _apply_scores(conn, breakpoints, users)
     return len(ids)
 
 

@@ -280,8 +280,11 @@ def load_features(engine: Engine, specs: Sequence[FeatureSpec], *, external_ids=
             row = rows[take[j]]
             ids[j] = row[0]
             external.append(row[1])
+        elif external_ids is not None:
+            external.append(k)
         else:
-            external.append(k if external_ids is not None else "")
+            ids[j] = k
+            external.append("")
     return FeatureBatch(numeric, strings, found, ids, external)
 
 

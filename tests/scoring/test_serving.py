@@ -1,0 +1,85 @@
+"""Serving: vectorised feature assembly (one SQL statement per batch), defaults, unknown users,
+inline rows, snapshots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from services.common.errors import InvalidArgument
+from services.scoring.features import FeatureSpec
+from services.scoring.onnx_model import OutputSpec
+from tests.scoring import models
+
+OUT = OutputSpec("probabilities", 1)
+
+
+@pytest.fixture
+def served(bank_core):
+    bank_core.register("loan", "conversion", models.logistic_onnx(), models.FEATURES, OUT)
+    bank_core.registry.promote("loan", 1)
+    return bank_core
+
+
+def count_statements(engine):
+    seen = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *a: seen.append(statement))
+    return seen
+
+
+def test_one_statement_per_batch_and_unknown_users(served):
+    statements = count_statements(served.profile_engine)
+    asked = [f"bank-{i}" for i in range(1, 801)] + ["ghost-1", "ghost-2"]
+    result = served.score_users("models/loan", external_ids=asked)
+    assert len(statements) == 1
+    assert result.found.sum() == 800 and not result.found[-2:].any()
+    assert np.isnan(result.scores[-2:]).all() and np.isfinite(result.scores[:800]).all()
+    assert result.external_ids[-1] == "ghost-2"
+    statements.clear()
+    chunks = list(served.score_snapshot("models/loan", chunk_size=1500))
+    assert [len(c.scores) for c in chunks] == [1500, 1500, 1500, 500]
+    assert len(statements) == 4
+    by_id = dict(zip(np.concatenate([c.user_ids for c in chunks]).tolist(),
+                     np.concatenate([c.scores for c in chunks]).tolist()))
+    assert by_id[5] == pytest.approx(result.scores[4])
+
+
+def test_inline_rows_use_defaults_for_missing_features(served):
+    # cc_avg has default 0.0: leaving it out equals sending 0.
+    _, partial = served.score_rows("models/loan", ["income", "age"], [100.0, 30.0, 20.0, 60.0])
+    _, full = served.score_rows("models/loan", ["income", "age", "cc_avg"],
+                                [100.0, 30.0, 0.0, 20.0, 60.0, 0.0])
+    np.testing.assert_allclose(partial, full)
+    _, reordered = served.score_rows("models/loan", ["cc_avg", "age", "income"],
+                                     [0.0, 30.0, 100.0, 0.0, 60.0, 20.0])
+    np.testing.assert_allclose(reordered, full)
+    with pytest.raises(InvalidArgument) as err:
+        served.score_rows("models/loan", ["income", "shoe_size"], [1.0, 2.0])
+    assert err.value.violations[0][0] == "columns[1]"
+    with pytest.raises(InvalidArgument) as err:
+        served.score_rows("models/loan", ["income", "age"], [1.0, 2.0, 3.0])
+    assert err.value.violations[0][0] == "values"
+
+
+def test_event_features_are_bounded_by_the_scoring_instant(served, bank_url):
+    from sqlalchemy import insert
+
+    from services.common.db import make_engine
+    from services.common.profile_tables import events
+    from services.scoring.features import DAY_MS, load_features
+
+    engine = make_engine(bank_url)
+    with engine.begin() as conn:
+        conn.execute(insert(events), [
+            {"event_id": f"e{k}", "user_id": 1, "event_type": "visit", "ts_ms": k * DAY_MS,
+             "value": 2.0} for k in range(1, 11)])
+    specs = [FeatureSpec("n", "event", "visit", aggregate="count"),
+             FeatureSpec("n3", "event", "visit", aggregate="count", window_days=3),
+             FeatureSpec("sum", "event", "visit", aggregate="sum"),
+             FeatureSpec("ago", "event", "visit", aggregate="days_since_last", default=-1.0)]
+    batch = load_features(engine, specs, user_ids=[1, 2], as_of_ms=6 * DAY_MS)
+    assert batch.numeric[0].tolist() == [5.0, 3.0, 10.0, 1.0]
+    assert batch.numeric[1].tolist() == [0.0, 0.0, 0.0, -1.0]
+    engine.dispose()

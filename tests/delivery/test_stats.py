@@ -19,7 +19,8 @@ from tests.delivery.test_triggers import publish, start, streams, world  # noqa:
 USERS = 1500
 
 
-def test_funnel_uplift_series_and_metrics(sqlite_url, redis_url, profile_url, streams):
+def test_funnel_uplift_series_and_metrics(sqlite_url, redis_url, profile_url, streams,
+                                         tmp_path):
     core, plan, _, clock = world(sqlite_url, redis_url, profile_url, users=USERS,
                                  trigger=TriggerSpec(kind="event", event_type="registered"))
     experiments = Experiments(core.store.engine, clock)
@@ -83,3 +84,13 @@ def test_funnel_uplift_series_and_metrics(sqlite_url, redis_url, profile_url, st
     assert REGISTRY.get_sample_value("delivery_effect", {
         "plan": str(plan.id), "touch": "*", "variant": "*", "channel": "*",
         "measure": "sent"}) == len(sent)
+
+    # The command-line report draws the same figures as PNG charts.
+    from services.delivery.report import main
+
+    out = tmp_path / "report"
+    assert main(["--plan", str(plan.id), "--out", str(out), "--database", sqlite_url]) == 0
+    for name in ("funnel.png", "series.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / name).stat().st_size > 5000
+    assert '"sent": %d' % len(sent) in (out / "effects.json").read_text()

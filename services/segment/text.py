@@ -123,7 +123,7 @@ class _Parser:
         # Where each node starts, by its path, so tree errors can point into the text.
         self.positions: dict[str, tuple[int, int]] = {}
 
-    # Token helpers.
+    # Token access.
     @property
     def tok(self) -> Token:
         return self.tokens[self.pos]

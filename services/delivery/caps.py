@@ -151,22 +151,22 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('NOTREADY frequency caps are not loaded')
 end
 local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local commit = tonumber(ARGV[3])
-local a = 4
+local commit = tonumber(ARGV[2])
 local ki = 2
 local out = {}
-for u = 1, n do
-  local member = ARGV[a]
-  local k = tonumber(ARGV[a + 1])
-  a = a + 2
+for u = 3, #ARGV do
+  -- One argument per user: "<member> <limit> <window start> <ttl> <reserved> ..." with four
+  -- numbers per cap, in the order of that user's keys.
+  local fields = {}
+  for word in string.gmatch(ARGV[u], '%S+') do fields[#fields + 1] = word end
+  local member = fields[1]
+  local k = (#fields - 1) / 4
   local capped, outranked, counted = 0, 0, false
   for c = 0, k - 1 do
     local key = KEYS[ki + c]
-    local base = a + c * 4
-    local limit = tonumber(ARGV[base])
-    local wstart = tonumber(ARGV[base + 1])
-    local reserved = tonumber(ARGV[base + 3])
+    local limit = tonumber(fields[2 + c * 4])
+    local wstart = tonumber(fields[3 + c * 4])
+    local reserved = tonumber(fields[5 + c * 4])
     if wstart > 0 then
       redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. wstart)
     end
@@ -189,12 +189,11 @@ for u = 1, n do
     for c = 0, k - 1 do
       local key = KEYS[ki + c]
       redis.call('ZADD', key, now, member)
-      redis.call('PEXPIRE', key, tonumber(ARGV[a + c * 4 + 2]))
+      redis.call('PEXPIRE', key, tonumber(fields[4 + c * 4]))
     end
   end
-  out[u] = code
+  out[#out + 1] = code
   ki = ki + k
-  a = a + k * 4
 end
 return out
 """
@@ -222,16 +221,17 @@ class CapGuard:
 
     def _script_args(self, requests: Sequence[CapRequest], now_ms: int, commit: bool):
         keys = [READY_KEY]
-        args: list = [now_ms, len(requests), 1 if commit else 0]
+        args: list = [now_ms, 1 if commit else 0]
         rules_by_request = []
         for req in requests:
             rules = self.rules_for(req.channel, req.category)
             rules_by_request.append(rules)
-            args += [req.member, len(rules)]
+            parts = [req.member]
             for rule in rules:
                 key, wstart, ttl = self.key_for(rule, req.user_id, req.time_zone, now_ms)
                 keys.append(key)
-                args += [rule.limit, wstart, ttl, req.reserved.get(rule.name, 0)]
+                parts.append(f"{rule.limit} {wstart} {ttl} {req.reserved.get(rule.name, 0)}")
+            args.append(" ".join(parts))
         return keys, args, rules_by_request
 
     def check_and_count(

@@ -403,7 +403,10 @@ class DeliveryCore:
         recurring = any(t.schedule.kind == "cron" for t in plan.spec.touches)
         if recurring and now < plan.spec.end_ms:
             return
-        self._transition(plan_id, "system", "complete", [State.RUNNING], State.COMPLETED)
+        try:
+            self._transition(plan_id, "system", "complete", [State.RUNNING], State.COMPLETED)
+        except FailedPrecondition:
+            pass  # another replica completed it first
 
     def run_touch(self, plan_id: int, touch_id: str, occurrence_key: str) -> Funnel:
         """Runs one touch now under an explicit occurrence key (idempotent per key)."""

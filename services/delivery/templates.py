@@ -33,7 +33,8 @@ CHANNEL_LIMITS: dict[str, dict[str, int]] = {
     "coupon": {"title": 200, "body": 1000, "subject": 0},
 }
 MAX_OUTPUT_CHARS = 100_000
-MAX_RENDER_SECONDS = 0.05
+# CPU seconds of the rendering thread, so a busy machine's preemption never counts.
+MAX_RENDER_SECONDS = 0.1
 MAX_LOOP_ITEMS = 10_000
 MAX_BINOP_CHARS = 10_000
 
@@ -51,7 +52,7 @@ _budget = _Budget()
 
 
 def _check_deadline() -> None:
-    if _budget.deadline and time.perf_counter() > _budget.deadline:
+    if _budget.deadline and time.thread_time() > _budget.deadline:
         raise RenderError("template rendering exceeded its time budget")
 
 
@@ -142,7 +143,7 @@ class CompiledContent:
 
 
 def _render_bounded(template, context: Mapping[str, Any]) -> str:
-    _budget.deadline = time.perf_counter() + MAX_RENDER_SECONDS
+    _budget.deadline = time.thread_time() + MAX_RENDER_SECONDS
     _budget.items = 0
     pieces: list[str] = []
     size = 0

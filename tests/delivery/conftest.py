@@ -200,3 +200,17 @@ def approved_plan(core, plan_spec, maker="alice", checker="bob", schedule=True):
     if schedule:
         plan = core.schedule(plan.id, maker)
     return plan
+
+
+def drive(core, plan_id, attempts=50):
+    """Runs a plan's due work to the end like the scheduler does: when the cap counters are
+    missing (Redis restarted or flushed) it rebuilds them from the ledger and tries again."""
+    from services.common.errors import Unavailable
+
+    for _ in range(attempts):
+        try:
+            return core.run_due(plan_id=plan_id, wait_for_leases=True)
+        except Unavailable:
+            core.caps.ensure_ready(core.store.engine)
+            time.sleep(0.05)
+    raise AssertionError("caps never became ready")

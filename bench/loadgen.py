@@ -13,7 +13,7 @@ import queue
 import random
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -72,7 +72,7 @@ class CallStats:
         over successful and failed calls alike."""
         return percentile(self.latencies_s, p) * 1000.0
 
-    def merge(self, other: "CallStats") -> None:
+    def merge(self, other: CallStats) -> None:
         self.ok += other.ok
         for code, n in other.errors.items():
             self.errors[code] = self.errors.get(code, 0) + n
@@ -216,7 +216,7 @@ def _worker(worker: int, calls, concurrency, duration, quota, warmup, ready, go,
         finished = time.monotonic()
         results.put((worker, finished - start_at,
                      {name: (s.ok, s.errors, s.latencies_s.tobytes()) for name, s in stats.items()}))
-    except BaseException as exc:  # noqa: BLE001 - report, so the parent never waits forever
+    except BaseException as exc:
         results.put((worker, None, f"{type(exc).__name__}: {exc}"))
         raise
 
@@ -292,9 +292,9 @@ def format_table(report: LoadReport) -> str:
 def _request_from_json(method_path: str, body: str) -> bytes:
     """Serializes a JSON request for ``/package.Service/Method`` using the generated code."""
     from google.protobuf import descriptor_pool, json_format, message_factory
+    from grpc_health.v1 import health_pb2  # noqa: F401 - registers the health service
 
     import marketing
-    from grpc_health.v1 import health_pb2  # noqa: F401 - registers the health service
 
     root = os.path.dirname(marketing.__file__)
     for dirpath, _dirs, files in os.walk(root):

@@ -18,8 +18,8 @@ import time
 import grpc
 
 from bench.loadgen import Call, CallStats, LoadReport, format_table, run_load
-from services.common.config import SERVICE_DEFAULTS, SERVICE_NAMES
 from services.common.clients import open_channel
+from services.common.config import SERVICE_DEFAULTS, SERVICE_NAMES
 from services.run import DEV_API_KEYS, wait_serving
 
 SERVICES = ("profile", "segment", "scoring", "delivery")
@@ -69,7 +69,7 @@ def _pick_offset(requested: int | None) -> int:
     raise SystemExit(f"ports for offset(s) {candidates} are taken; pass --port-offset")
 
 
-def _service_processes(root_pid: int) -> dict[str, "object"]:
+def _service_processes(root_pid: int) -> dict[str, object]:
     """The psutil processes of the suite's services, found among the launcher's children."""
     import psutil
 
@@ -106,7 +106,7 @@ class MemoryWatch:
             self.peak[service] = max(self.peak.get(service, 0), out[service])
         return out
 
-    def start(self) -> "MemoryWatch":
+    def start(self) -> MemoryWatch:
         self.first = self.sample()
         self._thread.start()
         return self

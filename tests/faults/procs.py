@@ -57,7 +57,7 @@ class ServiceProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> "ServiceProcess":
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", f"services.{self.service}"],
@@ -91,7 +91,7 @@ class ServiceProcess:
         self.process.wait(timeout=10)
         self.kills += 1
 
-    def restart(self) -> "ServiceProcess":
+    def restart(self) -> ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             self.kill()
         return self.start()
@@ -106,7 +106,7 @@ class ServiceProcess:
             self.process.kill()
             self.process.wait(timeout=5)
 
-    def __enter__(self) -> "ServiceProcess":
+    def __enter__(self) -> ServiceProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -31,7 +31,7 @@ class TcpProxy:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         self._thread.start()
         return self
 
@@ -56,7 +56,7 @@ class TcpProxy:
         self._thread.join(timeout=2)
         self._listener.close()
 
-    def __enter__(self) -> "TcpProxy":
+    def __enter__(self) -> TcpProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -66,7 +66,7 @@ class TcpProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -162,6 +162,9 @@ class Demo:
             status, note = "skipped", str(exc)
         except grpc.RpcError as exc:
             status, note = "failed", describe_error(exc)
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # A service could not reach what it depends on: a gap between services.
+                self.missing_rpcs.append(f"{title[:40]}: {note}")
         seconds = time.monotonic() - started
         if note:
             self.say(f"   {status}: {note}")
@@ -275,6 +278,8 @@ class Demo:
                  f"{LABEL_DAYS} days; operation {operation.name}")
         operation = self._wait(operation)
         if operation.HasField("error") and operation.error.code:
+            self.missing_rpcs.append(f"scoring.TrainModel on replayed history: "
+                                     f"{operation.error.message}")
             raise Skipped(f"training failed: {operation.error.message}")
         version = pb.ModelVersion()
         operation.response.Unpack(version)

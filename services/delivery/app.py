@@ -110,7 +110,7 @@ class Scheduler:
             except Unavailable:
                 # Redis lost the counters or is unreachable: send nothing until rebuilt.
                 self.core.caps.ensure_ready(self.core.store.engine)
-            except Exception:  # noqa: BLE001 - the loop must survive one bad pass
+            except Exception:
                 log.exception("scheduler pass failed")
 
 

@@ -24,8 +24,8 @@ import json
 import time
 import uuid
 import zoneinfo
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import redis
 from sqlalchemy import and_, or_, select

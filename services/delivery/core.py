@@ -11,7 +11,8 @@ import threading
 import time
 import types
 import uuid
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from croniter import croniter
 from pyroaring import BitMap
@@ -35,7 +36,7 @@ from services.delivery.gateways import (
 )
 from services.delivery.model import State
 from services.delivery.sources import AudienceSource, Contact, ProfileDirectory
-from services.delivery.store import Store, now_ms
+from services.delivery.store import Store
 from services.delivery.templates import CompiledContent, RenderError, compile_content
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Funnel:
     def defer(self, reason: str, n: int = 1) -> None:
         self.deferred[reason] = self.deferred.get(reason, 0) + n
 
-    def add(self, other: "Funnel") -> None:
+    def add(self, other: Funnel) -> None:
         self.audience += other.audience
         for k, v in other.removed.items():
             self.remove(k, v)
@@ -327,7 +328,8 @@ class DeliveryCore:
         slots = []
         until = min(now + CRON_HORIZON_MS, plan.spec.end_ms)
         if s.user_time_zone:
-            base = dt.datetime.utcfromtimestamp(max(now, start) / 1000 - 14 * 3600)
+            base = dt.datetime.fromtimestamp(max(now, start) / 1000 - 14 * 3600,
+                                          dt.UTC).replace(tzinfo=None)
             it = croniter(s.cron, base)
             while len(slots) < 500:
                 wall = it.get_next(dt.datetime)
@@ -346,7 +348,7 @@ class DeliveryCore:
                 due = int(at.timestamp() * 1000)
                 if due > until:
                     break
-                slots.append((f"cron-{dt.datetime.utcfromtimestamp(due / 1000):%Y%m%dT%H%M}",
+                slots.append((f"cron-{dt.datetime.fromtimestamp(due / 1000, dt.UTC):%Y%m%dT%H%M}",
                               due, None))
         return slots
 
@@ -686,7 +688,7 @@ class DeliveryCore:
             part = messages[offset:offset + granted]
             try:
                 results.extend(gateway.send(part))
-            except Exception as exc:  # noqa: BLE001 - a broken gateway must not lose rows
+            except Exception as exc:
                 log.exception("gateway failed for %d messages", len(part))
                 from services.delivery.gateways import RETRY, SendResult
 

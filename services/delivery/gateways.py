@@ -16,9 +16,10 @@ import socket
 import ssl
 import time
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from services.common.errors import InvalidArgument
 

@@ -8,7 +8,8 @@ tables directly and read-only, for local runs and tests.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from pyroaring import BitMap
 from sqlalchemy import and_, select

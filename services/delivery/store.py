@@ -6,7 +6,8 @@ import base64
 import hashlib
 import json
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pyroaring import BitMap
 from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, update

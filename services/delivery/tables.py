@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Float,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
@@ -90,7 +91,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             raise SecurityError("value too long")
         return result
 
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's signature
+    def call(__self, __context, __obj, *args, **kwargs):
         _check_deadline()
         return super().call(__context, __obj, *args, **kwargs)
 

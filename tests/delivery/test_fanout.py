@@ -53,7 +53,7 @@ def population(profile_url):
 
 
 def utc_ms(*args):
-    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def test_guards_in_order_with_reasons_and_quiet_hour_deferral(sqlite_url, redis_url, population):

@@ -110,7 +110,7 @@ def test_kill_and_restart_sends_exactly_once_to_each_eligible_recipient(
     assert 4000 <= killed_at < len(eligible)
     proc = worker(sqlite_url, embedded_redis_url, profile_url, plan.id, audiences,
                   lease_ms=1500, batch=500)
-    out, err = proc.communicate(timeout=180)
+    _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err[-2000:]
     with core.store.engine.connect() as conn:
         recipients = collections.Counter(conn.execute(

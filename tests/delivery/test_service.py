@@ -98,7 +98,7 @@ def test_plan_lifecycle_over_grpc(stub):
 def test_run_touch_is_refused_for_unapproved_and_idempotent_per_key(stub):
     op, approver = stub["operator"], stub["approver"]
     plan = op.CreatePlan(pb.CreatePlanRequest(plan=plan_message())).plan
-    code, fields = code_and_fields(lambda: op.RunTouch(
+    code, _ = code_and_fields(lambda: op.RunTouch(
         pb.RunTouchRequest(plan=plan.name, touch_id="t1", occurrence_key="k1")))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     op.SubmitPlan(pb.SubmitPlanRequest(name=plan.name))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from services.delivery import model
@@ -103,13 +105,12 @@ def test_audit_log_chains_every_transition_and_shows_tampering(core):
     entries = core.store.list_audit(plan.id, 0, 100)
     assert [e["action"] for e in entries] == ["create", "submit", "approve", "schedule", "pause"]
     assert entries[2]["actor"] == "bob" and entries[4]["reason"] == "waiting for stock"
-    assert all(b["prev_hash"] == a["entry_hash"] for a, b in zip(entries, entries[1:]))
+    assert all(b["prev_hash"] == a["entry_hash"] for a, b in itertools.pairwise(entries))
     assert core.store.verify_audit_chain() == (True, None)
     engine = core.store.engine
     # The database refuses edits of the log itself ...
-    with pytest.raises(Exception):
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE delivery_audit_log SET actor = 'mallory' WHERE seq = 3"))
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        conn.execute(text("UPDATE delivery_audit_log SET actor = 'mallory' WHERE seq = 3"))
     # ... and when someone with DDL rights removes that protection, verification notices.
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":

@@ -1,8 +1,7 @@
 """Initial delivery tables, with triggers that keep the audit log append-only."""
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

@@ -97,8 +97,13 @@ def _bulk_insert_rate(database_url: str, rows) -> float:
 def _ingest(label: str, tmp: pathlib.Path, url: str, anchor_url: str, redis_url: str, rows) -> dict:
     anchor = _bulk_insert_rate(anchor_url, rows)
     with _server(tmp, url, redis_url) as stub:
+        # Warm up as a running server is: statements compiled and cached, the publishing
+        # script loaded. Other users and ids, so the measured rows still create profiles.
+        warm = [(f"warm-{i}", f"{9_000_000 + i}", ts, v) for i, (_e, _c, ts, v) in enumerate(rows[:200])]
+        stub.StreamEvents(_messages(warm))
+        messages = list(_messages(rows))  # built before the clock starts, as the anchor's rows
         started = time.perf_counter()
-        result = stub.StreamEvents(_messages(rows))
+        result = stub.StreamEvents(iter(messages))
         elapsed = time.perf_counter() - started
     assert result.accepted_count == len(rows), result
     figure = len(rows) / elapsed

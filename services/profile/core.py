@@ -6,7 +6,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import re
+import threading
 import time
 import uuid
 import zoneinfo
@@ -71,6 +73,7 @@ EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 MAX_EVENT_ID = 128
 MIN_EVENT_TS_MS = -2_208_988_800_000  # 1900-01-01
+MAX_VALUE = 1.7976931348623157e308  # the largest finite float; NaN and infinities fail
 MAX_PROPERTIES = 64
 MAX_TAG = 128
 MAX_SOURCE = 128
@@ -182,7 +185,7 @@ def _json_value(kind: str, value):
 
 
 class EventChecker:
-    """Validates a stream's events with the least work per event.
+    """Validates a stream's ``Event`` protos and turns them into rows, with the least work.
 
     An external id or event type that passed its pattern once is remembered, so a stream
     mostly does set lookups and comparisons. Anything failing a quick check goes through
@@ -193,8 +196,9 @@ class EventChecker:
     # Remembered ids are forgotten past this many, bounding memory on endless streams.
     MAX_REMEMBERED = 200_000
 
-    def __init__(self, core: ProfileCore, now_ms: int):
+    def __init__(self, core: ProfileCore, now_ms: int, to_event: Callable[[object], EventIn]):
         self.core = core
+        self.to_event = to_event  # the full conversion of one Event proto
         self.users: set[str] = set()
         self.types: set[str] = set()
         self.at(now_ms)
@@ -208,21 +212,42 @@ class EventChecker:
         if config.retention_days:
             self.earliest_ms = max(self.earliest_ms, now_ms - config.retention_days * DAY_MS)
 
-    def row(
-        self, event_id: str, external_id: str, event_type: str, ts_ms: int | None,
-        value: float | None, prefix: str, index: int,
-    ) -> EventRow:
-        """The storage row of one property-less event, or InvalidArgument naming the field."""
-        if (
-            0 < len(event_id) <= MAX_EVENT_ID
-            and ts_ms is not None
-            and self.earliest_ms <= ts_ms <= self.latest_ms
-            and (value is None or value == value)
-            and (external_id in self.users or self._remember_user(external_id))
-            and (event_type in self.types or self._remember_type(event_type))
-        ):
-            return (event_id, external_id, event_type, ts_ms, value, None)
-        event = EventIn(event_id, external_id, event_type, ts_ms, value)
+    def rows(self, messages, prefix: str) -> list[EventRow]:
+        """Storage rows of one message's ``Event`` protos (``prefix`` names them in errors).
+
+        The loop binds everything it touches to locals: it runs once per streamed event.
+        """
+        out: list[EventRow] = []
+        append = out.append
+        users, types = self.users, self.types
+        earliest, latest = self.earliest_ms, self.latest_ms
+        for index, message in enumerate(messages):
+            if message.properties:
+                append(self._checked(message, prefix, index))
+                continue
+            event_id, external_id, event_type = message.event_id, message.user_id, message.event_type
+            if message.HasField("timestamp"):
+                stamp = message.timestamp
+                ts_ms = stamp.seconds * 1000 + stamp.nanos // 1_000_000
+            else:
+                ts_ms = None
+            value = message.value if message.HasField("value") else None
+            if (
+                0 < len(event_id) <= MAX_EVENT_ID
+                and ts_ms is not None
+                and earliest <= ts_ms <= latest
+                and (value is None or -MAX_VALUE <= value <= MAX_VALUE)
+                and (external_id in users or self._remember_user(external_id))
+                and (event_type in types or self._remember_type(event_type))
+            ):
+                append((event_id, external_id, event_type, ts_ms, value, None))
+            else:
+                append(self._checked(message, prefix, index))
+        return out
+
+    def _checked(self, message, prefix: str, index: int) -> EventRow:
+        """The full checks of ``validate_event`` (which raise, naming the field)."""
+        event = self.to_event(message)
         self.core.validate_event(event, f"{prefix}[{index}]", self.now_ms)
         return self.core.event_row(event)
 
@@ -257,6 +282,12 @@ class ProfileCore:
         self.redis = redis_client
         self.config = config or ProfileConfig()
         self.clock = clock
+        # Users whose events are committed but whose traits are not refreshed yet.
+        self._stale_users: set[int] = set()
+        self._stale_lock = threading.Lock()
+        # Serializes deferred refreshes with full recomputes, so a refresh never lands on
+        # top of a newer full recompute.
+        self._traits_lock = threading.Lock()
 
     # --- clocks --------------------------------------------------------------------------
 
@@ -681,8 +712,8 @@ class ProfileCore:
                 f"{field}.timestamp",
                 f"is older than the {self.config.retention_days}-day retention window",
             )
-        if event.value is not None and event.value != event.value:
-            raise InvalidArgument(f"{field}.value", "must be a number")
+        if event.value is not None and not math.isfinite(event.value):
+            raise InvalidArgument(f"{field}.value", "must be a finite number")
         if len(event.properties) > MAX_PROPERTIES:
             raise InvalidArgument(f"{field}.properties", f"at most {MAX_PROPERTIES} properties")
         for name, (kind, value) in event.properties.items():
@@ -705,9 +736,9 @@ class ProfileCore:
             properties,
         )
 
-    def event_checker(self, now_ms: int) -> EventChecker:
-        """A validator for many property-less events (see ``EventChecker``)."""
-        return EventChecker(self, now_ms)
+    def event_checker(self, now_ms: int, to_event: Callable[[object], EventIn]) -> EventChecker:
+        """A validator for a stream's events (see ``EventChecker``)."""
+        return EventChecker(self, now_ms, to_event)
 
     def ingest_events(
         self, batch: Sequence[EventIn], field: str = "events", prevalidated: bool = False
@@ -736,7 +767,10 @@ class ProfileCore:
                 continue
             seen.add(event.event_id)
             valid.append(i)
-        stored, ids = self._store_rows([self.event_row(batch[i]) for i in valid], now)
+        stored, ids, announcements, _touched = self._store_rows(
+            [self.event_row(batch[i]) for i in valid], now
+        )
+        self.publish_events(announcements)
         touched: set[int] = set()
         for i in valid:
             event = batch[i]
@@ -755,27 +789,73 @@ class ProfileCore:
         return IngestResult(outcomes, len(stored), duplicates, rejected, touched)
 
     def ingest_rows(self, rows: Sequence[EventRow]) -> tuple[int, int]:
-        """Stores validated events of a stream; returns (stored, duplicates).
+        """Stores and announces validated events of a stream; returns (stored, duplicates)."""
+        stored, duplicates, announcements, touched = self.write_rows(rows)
+        self.publish_events(announcements)
+        self.refresh_traits(touched)
+        return stored, duplicates
 
-        Any number of rows is committed in one transaction. A repeated id within ``rows``
-        or one already stored counts as a duplicate; events of unknown users (when they are
-        refused) count as neither, as the stream checked them before buffering.
+    def write_rows(
+        self, rows: Sequence[EventRow]
+    ) -> tuple[int, int, list[PublishedEvent], set[int]]:
+        """Commits validated events of a stream without refreshing traits.
+
+        Returns (stored, duplicates, announcements, touched users). Any number of rows is
+        committed in one transaction. A repeated id within ``rows`` or one already stored
+        counts as a duplicate; events of unknown users (when they are refused) count as
+        neither, as the stream checked them before buffering. The caller then passes the
+        announcements to ``publish_events`` and the users to ``refresh_traits``; the two may
+        run at once, as one waits on Redis and the other on the database.
         """
         if not rows:
-            return 0, 0
+            return 0, 0, [], set()
         unique = list({row[0]: row for row in reversed(rows)}.values())
         unique.reverse()  # the first occurrence of each id, in arrival order
-        stored, ids = self._store_rows(unique, self.now_ms())
+        stored, ids, announcements, touched = self._store_rows(
+            unique, self.now_ms(), refresh=False
+        )
         known = sum(1 for row in unique if row[1] in ids)
-        return len(stored), len(rows) - len(unique) + known - len(stored)
+        duplicates = len(rows) - len(unique) + known - len(stored)
+        return len(stored), duplicates, announcements, touched
 
-    def _store_rows(self, rows: list[EventRow], now: int) -> tuple[dict[str, int], dict[str, int]]:
-        """Inserts rows with distinct event ids, refreshes traits and publishes what was new.
+    def defer_traits(self, user_ids: Iterable[int]) -> None:
+        """Marks users whose traits the next ``refresh_traits`` call must refresh."""
+        with self._stale_lock:
+            self._stale_users.update(user_ids)
 
-        Returns (event_id -> row id of the events stored now, external id -> internal id).
+    def refresh_traits(self, user_ids: Iterable[int] = ()) -> int:
+        """Refreshes ``user_ids`` and every deferred user in one pass; returns users done.
+
+        Users whose refresh failed (the database went away after their events' commit)
+        stay deferred and are retried by the next call or maintenance round, so their
+        traits lag at most until then (or until the next full recompute if the process
+        stops first).
+        """
+        with self._traits_lock:
+            with self._stale_lock:
+                wanted = set(user_ids) | self._stale_users
+                self._stale_users = set()
+            if not wanted:
+                return 0
+            try:
+                with self.engine.begin() as conn:
+                    return traits.refresh_users(
+                        conn, wanted, self.config, self.as_of_ms(), self.now_ms()
+                    )
+            except Exception:
+                self.defer_traits(wanted)
+                raise
+
+    def _store_rows(
+        self, rows: list[EventRow], now: int, refresh: bool = True
+    ) -> tuple[dict[str, int], dict[str, int], list[PublishedEvent], set[int]]:
+        """Inserts rows with distinct event ids; with ``refresh``, their users' traits too.
+
+        Returns (event_id -> row id of the events stored now, external id -> internal id,
+        the stored events to announce, the users they belong to).
         """
         if not rows:
-            return {}, {}
+            return {}, {}, [], set()
         with self.engine.begin() as conn:
             ids = self._user_ids_for_events(conn, [row[1] for row in rows], now)
             stored = store.insert_events(
@@ -786,18 +866,13 @@ class ProfileCore:
                     if external in ids
                 ],
             )
-            if stored:
-                touched = {ids[row[1]] for row in rows if row[0] in stored}
+            touched = {ids[row[1]] for row in rows if row[0] in stored}
+            if touched and refresh:
                 traits.refresh_users(conn, touched, self.config, self.as_of_ms(), now)
-        if stored:
-            self.publish_events(
-                [
-                    (stored[row[0]], row[0], ids[row[1]], *row[1:])
-                    for row in rows
-                    if row[0] in stored
-                ]
-            )
-        return stored, ids
+        announcements = [
+            (stored[row[0]], row[0], ids[row[1]], *row[1:]) for row in rows if row[0] in stored
+        ]
+        return stored, ids, announcements, touched
 
     def unknown_users(self, external_ids: Iterable[str]) -> list[str]:
         """The ids among ``external_ids`` that name no profile (nor merged alias)."""
@@ -936,6 +1011,14 @@ class ProfileCore:
         """A full recompute, or an incremental refresh of the named users only."""
         as_of = self.as_of_ms(as_of_ms)
         now = self.now_ms()
+        if not external_ids:
+            with self._traits_lock:
+                # Everyone is recomputed, so nobody waits for a deferred refresh any more.
+                with self._stale_lock:
+                    self._stale_users = set()
+                with self.engine.begin() as conn:
+                    summary = traits.recompute_all(conn, self.config, as_of, now)
+            return {**summary, "full": True, "as_of_ms": as_of}
         with self.engine.begin() as conn:
             if external_ids:
                 if len(external_ids) > self.config.max_batch_items:
@@ -946,8 +1029,6 @@ class ProfileCore:
                     raise NotFound("profile", f"profiles/{missing[0]}")
                 users = traits.refresh_users(conn, list(ids.values()), self.config, as_of, now)
                 return {"users": users, "full": False, "as_of_ms": as_of}
-            summary = traits.recompute_all(conn, self.config, as_of, now)
-        return {**summary, "full": True, "as_of_ms": as_of}
 
     def get_traits(self, external_id: str) -> dict:
         """The computed traits, per-event-type counts and model scores of one user."""

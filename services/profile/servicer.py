@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import logging
 import threading
@@ -232,11 +233,44 @@ def item_status(error: ServiceError | None) -> status_pb2.Status:
 # --- the servicer ----------------------------------------------------------------------------
 
 
+# Threads writing stream batches, shared by all streams (one batch in flight per stream).
+FLUSH_WORKERS = 4
+
+
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
     """Thin translation layer over ProfileCore; every rule lives in the core."""
 
     def __init__(self, core: ProfileCore):
         self.core = core
+        # Stream flushes run here so that a stream's next messages are parsed and checked
+        # while the previous batch is written (the database and Redis waits release the
+        # GIL). Each stream has at most one flush in flight, so its batches commit in order.
+        self._flushes = concurrent.futures.ThreadPoolExecutor(
+            max_workers=FLUSH_WORKERS, thread_name_prefix="profile-stream-flush"
+        )
+        # Committed batches are announced on profile:events by one thread, in commit order,
+        # while the next batch is written.
+        self._publisher = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="profile-stream-publish"
+        )
+        # Traits of streamed users, refreshed after their commit (PROFILE_STREAM_TRAITS).
+        # Each round takes every user deferred so far, so a queue of rounds coalesces.
+        self._refresher = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="profile-traits-refresh"
+        )
+
+    def _refresh_deferred(self) -> None:
+        try:
+            self.core.refresh_traits()
+        except Exception:
+            # The users stay deferred; the next round or the maintenance loop retries.
+            log.exception("deferred traits refresh failed")
+
+    def close(self) -> None:
+        """Finishes the stream batches being written and announced, then stops their threads."""
+        self._flushes.shutdown(wait=True)
+        self._publisher.shutdown(wait=True)
+        self._refresher.shutdown(wait=True)
 
     # profiles
 
@@ -386,11 +420,31 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         totals = {"accepted": 0, "duplicates": 0}
         messages = 0
         checker = None
+        writing: list[concurrent.futures.Future] = []  # at most one batch being written
+        announcing: list[concurrent.futures.Future] = []  # committed batches being published
 
-        def flush() -> None:
-            accepted, duplicates = core.ingest_rows(buffer)
+        def store(rows: list) -> None:
+            accepted, duplicates, announcements, touched = core.write_rows(rows)
             totals["accepted"] += accepted
             totals["duplicates"] += duplicates
+            if announcements:
+                # Announced in commit order (one publishing thread) while the traits are
+                # refreshed and the next batch is written.
+                announcing.append(self._publisher.submit(core.publish_events, announcements))
+            if core.config.stream_traits == "sync":
+                core.refresh_traits(touched)
+            elif touched:
+                core.defer_traits(touched)
+                self._refresher.submit(self._refresh_deferred)
+
+        def settle(futures: list) -> None:
+            """Waits for work in flight; a failure (say, the database) ends the stream."""
+            while futures:
+                futures.pop(0).result()
+
+        def flush() -> None:
+            settle(writing)
+            writing.append(self._flushes.submit(store, buffer.copy()))
             buffer.clear()
 
         iterator = iter(request_iterator)
@@ -407,23 +461,10 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
                 core.check_batch_size(len(request.events), prefix)
                 now = core.now_ms()
                 if checker is None:
-                    checker = core.event_checker(now)
+                    checker = core.event_checker(now, event_in)
                 else:
                     checker.at(now)
-                batch = []
-                for i, message in enumerate(request.events):
-                    if message.properties:
-                        event = event_in(message)
-                        core.validate_event(event, f"{prefix}[{i}]", now)
-                        batch.append(core.event_row(event))
-                    else:
-                        stamp = message.timestamp if message.HasField("timestamp") else None
-                        batch.append(checker.row(
-                            message.event_id, message.user_id, message.event_type,
-                            None if stamp is None else stamp.seconds * 1000 + stamp.nanos // 1_000_000,
-                            message.value if message.HasField("value") else None,
-                            prefix, i,
-                        ))
+                batch = checker.rows(request.events, prefix)
                 if refuse_unknown:
                     unknown = set(core.unknown_users(row[1] for row in batch))
                     for i, row in enumerate(batch):
@@ -438,9 +479,14 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
                 if len(buffer) >= core.config.stream_flush_events:
                     flush()
         finally:
-            # Whatever ended the stream, the messages accepted before it are committed.
-            if buffer:
-                flush()
+            # Whatever ended the stream, the messages accepted before it are committed and
+            # announced before the call answers.
+            try:
+                settle(writing)
+                if buffer:
+                    store(buffer)
+            finally:
+                settle(announcing)
         return pb.StreamEventsResponse(
             accepted_count=totals["accepted"],
             duplicate_count=totals["duplicates"],
@@ -635,6 +681,7 @@ class Maintenance:
                 if config.maintenance_interval_s > 0 and elapsed % config.maintenance_interval_s < tick:
                     self.core.prune()
                     self.core.drain_publish_backlog()
+                    self.core.refresh_traits()
                 if config.full_recompute_interval_s > 0 and elapsed % config.full_recompute_interval_s < tick:
                     self.core.recompute_traits()
             except Exception:
@@ -648,16 +695,18 @@ def build(settings: Settings, config: ProfileConfig | None = None) -> list[Servi
     redis_client = connect_redis(settings, decode_responses=True)
     core = ProfileCore(engine, redis_client, config or ProfileConfig.from_env())
     maintenance = Maintenance(core)
+    servicer = ProfileServicer(core)
 
     def stop() -> None:
         maintenance.stop()
+        servicer.close()
         engine.dispose()
 
     return [
         ServiceDefinition(
             name="profile",
             register=pb_grpc.add_ProfileServiceServicer_to_server,
-            servicer=ProfileServicer(core),
+            servicer=servicer,
             full_name=FULL_NAME,
             roles=ROLES,
             start=maintenance.start,

@@ -24,11 +24,11 @@ ENV_VARS: dict[str, str] = {
     "PROFILE_LIFECYCLE_DORMANT_DAYS": "last seen within this many days: 'dormant', else 'churned' (90)",
     "PROFILE_AS_OF": "fixed 'now' for traits (ISO date or epoch ms), for demos on history (unset)",
     "PROFILE_EVENTS_STREAM_MAXLEN": "approximate length cap of the profile:events stream (1000000)",
-    "PROFILE_STREAM_FLUSH_EVENTS": "StreamEvents commits once this many events are buffered (20000)",
+    "PROFILE_STREAM_FLUSH_EVENTS": "StreamEvents commits once this many events are buffered (5000)",
     "PROFILE_STREAM_TRAITS": "traits of streamed events: 'background' (refreshed by one thread "
-    "right after each commit; the stream's answer does not wait, so traits may lag it by one "
-    "refresh round, under a second for 20000 events) or 'sync' (refreshed before the answer) "
-    "(background)",
+    "when the stream ends and about every second while it lasts; the answer does not wait, so "
+    "traits lag the commit by up to a second plus one refresh round, about 0.1 s per 20000 "
+    "events) or 'sync' (refreshed before each batch's commit is acknowledged) (background)",
     "PROFILE_OPT_OUT_CHANNELS": "channels where no consent record means subscribed (in_app,coupon)",
     "PROFILE_MAINTENANCE_INTERVAL_SECONDS": "pruning and stream backlog period; 0 disables (300)",
     "PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS": "full traits recompute period; 0 disables (3600)",
@@ -64,7 +64,7 @@ class ProfileConfig:
     lifecycle_dormant_days: int = 90
     as_of_ms: int | None = None
     events_stream_maxlen: int = 1_000_000
-    stream_flush_events: int = 20_000
+    stream_flush_events: int = 5_000
     stream_traits: str = "background"
     opt_out_channels: tuple[str, ...] = ("in_app", "coupon")
     maintenance_interval_s: int = 300
@@ -104,7 +104,7 @@ class ProfileConfig:
             "lifecycle_dormant_days": env_int("PROFILE_LIFECYCLE_DORMANT_DAYS", 90),
             "as_of_ms": parse_instant_ms(as_of) if as_of else None,
             "events_stream_maxlen": env_int("PROFILE_EVENTS_STREAM_MAXLEN", 1_000_000),
-            "stream_flush_events": env_int("PROFILE_STREAM_FLUSH_EVENTS", 20_000),
+            "stream_flush_events": env_int("PROFILE_STREAM_FLUSH_EVENTS", 5_000),
             "stream_traits": env_str("PROFILE_STREAM_TRAITS", "background"),
             "opt_out_channels": _csv(env_str("PROFILE_OPT_OUT_CHANNELS", "in_app,coupon")),
             "maintenance_interval_s": env_int("PROFILE_MAINTENANCE_INTERVAL_SECONDS", 300),

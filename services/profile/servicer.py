@@ -7,6 +7,7 @@ import concurrent.futures
 import json
 import logging
 import threading
+import time
 
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
@@ -235,6 +236,9 @@ def item_status(error: ServiceError | None) -> status_pb2.Status:
 
 # Threads writing stream batches, shared by all streams (one batch in flight per stream).
 FLUSH_WORKERS = 4
+# With PROFILE_STREAM_TRAITS=background, a stream asks for a traits refresh of the users it
+# touched at its end and, while it lasts, about this often.
+TRAITS_REFRESH_PERIOD_S = 1.0
 
 
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
@@ -420,6 +424,7 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         totals = {"accepted": 0, "duplicates": 0}
         messages = 0
         checker = None
+        refreshed = [time.monotonic()]  # when this stream last asked for a traits refresh
         writing: list[concurrent.futures.Future] = []  # at most one batch being written
         announcing: list[concurrent.futures.Future] = []  # committed batches being published
 
@@ -427,14 +432,20 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
             accepted, duplicates, announcements, touched = core.write_rows(rows)
             totals["accepted"] += accepted
             totals["duplicates"] += duplicates
-            if announcements:
-                # Announced in commit order (one publishing thread) while the traits are
-                # refreshed and the next batch is written.
-                announcing.append(self._publisher.submit(core.publish_events, announcements))
             if core.config.stream_traits == "sync":
+                if announcements:
+                    announcing.append(self._publisher.submit(core.publish_events, announcements))
                 core.refresh_traits(touched)
-            elif touched:
-                core.defer_traits(touched)
+                return
+            core.defer_traits(touched)
+            if announcements:
+                # Announced in commit order (one publishing thread) while the next batch is
+                # written.
+                announcing.append(self._publisher.submit(core.publish_events, announcements))
+            if time.monotonic() - refreshed[0] >= TRAITS_REFRESH_PERIOD_S:
+                # A long stream refreshes its users' traits about once a period; the rest
+                # wait for the stream's end, so that the refresh does not compete with it.
+                refreshed[0] = time.monotonic()
                 self._refresher.submit(self._refresh_deferred)
 
         def settle(futures: list) -> None:
@@ -487,6 +498,8 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
                     store(buffer)
             finally:
                 settle(announcing)
+                if core.config.stream_traits == "background":
+                    self._refresher.submit(self._refresh_deferred)
         return pb.StreamEventsResponse(
             accepted_count=totals["accepted"],
             duplicate_count=totals["duplicates"],

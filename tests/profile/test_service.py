@@ -1,4 +1,4 @@
-"""Component tests: a real profile server on loopback port 0, SQLite and embedded Redis."""
+"""Component tests: a real profile server on loopback port 0, SQLite or PostgreSQL, real Redis."""
 
 from __future__ import annotations
 
@@ -37,13 +37,23 @@ def event(event_id, user, at_ms, value=None, event_type="purchase", **props):
     return message
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The server's database: SQLite always, PostgreSQL (a fresh schema) when reachable."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'profile.db'}"
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def start(tmp_path, redis_url):
+def start(tmp_path, redis_url, database_url):
     """Starts a profile server with config overrides; returns stubs per role."""
     stack = contextlib.ExitStack()
 
     def run(**overrides):
-        settings = service_settings("profile", tmp_path, redis_url=redis_url)
+        settings = service_settings(
+            "profile", tmp_path, redis_url=redis_url, database_url=database_url
+        )
         config = ProfileConfig(maintenance_interval_s=0, full_recompute_interval_s=0).replace(**overrides)
         _server, address = stack.enter_context(running_server(settings, build(settings, config)))
 
@@ -282,3 +292,64 @@ def test_malformed_stream_midway_keeps_earlier_messages(start):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _fields(err) == ["messages[1]"]
     assert "r0" in [e.event_id for e in stub.ListEvents(pb.ListEventsRequest(parent="profiles/u")).events]
+
+
+def _traits(stub, user):
+    return stub.GetTraits(pb.GetTraitsRequest(name=f"profiles/{user}")).traits
+
+
+def test_stream_flushes_in_batches_counts_and_announces_once(start, redis_url):
+    # Batches of 3 events: several flushes in flight, duplicates across them and a bad
+    # message after some were committed.
+    stub = start(stream_flush_events=3, stream_traits="sync", rfm_window_days=0)()
+    t = now_ms()
+
+    def messages():
+        for m in range(4):
+            yield pb.StreamEventsRequest(events=[
+                event(f"f{m}-{i}", f"buyer{i}", t - 1000 * (m + 1), 2.0) for i in range(2)])
+        yield pb.StreamEventsRequest(events=[event("f0-0", "buyer0", t - 1000, 2.0),
+                                             event("f0-0", "buyer0", t - 1000, 2.0)])
+
+    done = stub.StreamEvents(messages())
+    assert (done.accepted_count, done.duplicate_count, done.message_count) == (8, 2, 5)
+    assert redis.Redis.from_url(redis_url).xlen(EVENTS_STREAM) == 8
+    # Synchronous traits: fresh when the stream answers.
+    assert _traits(stub, "buyer0").frequency == 4 and _traits(stub, "buyer1").monetary == 8.0
+
+    def broken():
+        for m in range(3):
+            yield pb.StreamEventsRequest(events=[event(f"g{m}", "buyer2", t - 10 * m, 1.0)])
+        yield pb.StreamEventsRequest(events=[event("g-bad", "buyer2", t, float("inf"))])
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StreamEvents(broken())
+    assert _fields(err) == ["messages[3].events[0].value"]
+    kept = sorted(e.event_id for e in stub.ListEvents(pb.ListEventsRequest(parent="profiles/buyer2")).events)
+    assert kept == ["g0", "g1", "g2"]
+    assert redis.Redis.from_url(redis_url).xlen(EVENTS_STREAM) == 11
+    assert _traits(stub, "buyer2").frequency == 3
+
+
+def test_stream_traits_refreshed_in_background(start):
+    stub = start(stream_traits="background", rfm_window_days=0)()
+    t = now_ms()
+    done = stub.StreamEvents(iter([pb.StreamEventsRequest(events=[
+        event(f"b{i}", "late", t - 1000 * i, 3.0) for i in range(5)])]))
+    assert done.accepted_count == 5
+    # The answer does not wait for the refresh; it follows within the documented bound.
+    deadline = time.monotonic() + 5
+    while _traits(stub, "late").frequency != 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    traits = _traits(stub, "late")
+    assert traits.frequency == 5 and traits.monetary == 15.0
+    assert traits.lifecycle_stage == pb.LIFECYCLE_STAGE_NEW
+
+
+def test_infinite_event_value_refused(start):
+    stub = start()()
+    t = now_ms()
+    result = stub.IngestEvents(pb.IngestEventsRequest(events=[
+        event("v1", "u", t, float("-inf")), event("v2", "u", t, 1.5)]))
+    assert (result.accepted_count, result.rejected_count) == (1, 1)
+    assert "events[0].value" in result.results[0].status.message

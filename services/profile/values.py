@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -58,8 +59,13 @@ def attribute_row(user_id: int, name: str, kind: str, value) -> dict:
 
 
 def value_from_row(kind: str, row) -> object:
-    """The typed value stored in a profile_attributes row for an attribute of ``kind``."""
+    """The typed value stored in a profile_attributes row for an attribute of ``kind``.
+
+    A string list may arrive as its JSON text (see ``store.attribute_rows``).
+    """
     value = row[COLUMN_FOR_TYPE[kind]]
+    if kind == STRING_LIST and isinstance(value, str):
+        return json.loads(value)
     if kind == BOOL and value is not None:
         return bool(value)
     if kind == TIMESTAMP and value is not None:

@@ -28,9 +28,9 @@ from services.profile.servicer import build
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "samples" / "cdnow" / "cdnow_master.txt"
 SIZES = {
-    # purchases streamed, profiles read in batches of 500, read rounds
-    "quick": {"events": 20_000, "profiles": 2_000, "rounds": 3},
-    "full": {"events": 69_659, "profiles": 10_000, "rounds": 5},
+    # purchases streamed, ingestion rounds, profiles read in batches of 500, read rounds
+    "quick": {"events": 20_000, "ingest_rounds": 3, "profiles": 2_000, "rounds": 3},
+    "full": {"events": 69_659, "ingest_rounds": 3, "profiles": 10_000, "rounds": 5},
 }
 BATCH = 500
 DAY_MS = 86_400_000
@@ -94,7 +94,8 @@ def _bulk_insert_rate(database_url: str, rows) -> float:
         engine.dispose()
 
 
-def _ingest(label: str, tmp: pathlib.Path, url: str, anchor_url: str, redis_url: str, rows) -> dict:
+def _ingest_once(tmp: pathlib.Path, url: str, anchor_url: str, redis_url: str, rows) -> tuple[float, float]:
+    """(streamed events/s, bulk INSERT rows/s) of one round on fresh databases."""
     anchor = _bulk_insert_rate(anchor_url, rows)
     with _server(tmp, url, redis_url) as stub:
         # Warm up as a running server is: statements compiled and cached, the publishing
@@ -106,7 +107,23 @@ def _ingest(label: str, tmp: pathlib.Path, url: str, anchor_url: str, redis_url:
         result = stub.StreamEvents(iter(messages))
         elapsed = time.perf_counter() - started
     assert result.accepted_count == len(rows), result
-    figure = len(rows) / elapsed
+    return len(rows) / elapsed, anchor
+
+
+def _ingest(label: str, tmp: pathlib.Path, databases, redis_url: str, rows, rounds: int) -> dict:
+    """The round with the median ratio among ``rounds``, each on fresh databases.
+
+    Other processes share the machine, so one round can land in a busy moment. Each round
+    measures the INSERT and then the stream back to back, and the reported pair comes from
+    one round, so figure and anchor always met the same conditions.
+    """
+    pairs = []
+    for round_no in range(rounds):
+        with databases(round_no) as (url, anchor_url):
+            pairs.append(
+                _ingest_once(tmp / f"round-{round_no}", url, anchor_url, redis_url, rows)
+            )
+    figure, anchor = sorted(pairs, key=lambda pair: pair[0] / pair[1])[len(pairs) // 2]
     return {
         "name": f"profile: StreamEvents ingestion into {label}",
         "figure": round(figure, 1),
@@ -115,8 +132,10 @@ def _ingest(label: str, tmp: pathlib.Path, url: str, anchor_url: str, redis_url:
         "ratio": round(figure / anchor, 3),
         "goal": 0.5,
         "higher_is_better": True,
-        "notes": f"{len(rows)} CDNOW purchases over gRPC (dedupe, profile creation, incremental "
-        "traits, Redis stream) vs plain executemany INSERT of the same rows, same driver",
+        "notes": f"{len(rows)} CDNOW purchases over gRPC (dedupe, profile creation, Redis "
+        "stream; traits refreshed in the background, the default) vs plain executemany "
+        f"INSERT of the same rows, same driver; the round with the median ratio of {rounds} "
+        f"(streamed/INSERT per round: {', '.join(f'{f:.0f}/{a:.0f}' for f, a in pairs)})",
     }
 
 
@@ -200,15 +219,23 @@ def run(size: str = "quick") -> list[dict]:
         embedded = EmbeddedRedis(tmp / "redis", persistent=False)
         redis_url = embedded.start()
         try:
-            results.append(_ingest(
-                "SQLite", tmp / "a", f"sqlite:///{tmp / 'ingest.db'}",
-                f"sqlite:///{tmp / 'anchor.db'}", redis_url, rows,
-            ))
+            @contextlib.contextmanager
+            def sqlite_files(round_no: int):
+                yield (f"sqlite:///{tmp / f'ingest-{round_no}.db'}",
+                       f"sqlite:///{tmp / f'anchor-{round_no}.db'}")
+
+            results.append(_ingest("SQLite", tmp / "a", sqlite_files, redis_url, rows,
+                                   params["ingest_rounds"]))
             results.append(_reads("SQLite", tmp / "b", f"sqlite:///{tmp / 'reads.db'}", redis_url,
                                   params["profiles"], params["rounds"]))
             if postgres_url() is not None:
-                with postgres_schema("bench") as url, postgres_schema("bench") as anchor_url:
-                    results.append(_ingest("PostgreSQL", tmp / "c", url, anchor_url, redis_url, rows))
+                @contextlib.contextmanager
+                def pg_schemas(_round_no: int):
+                    with postgres_schema("bench") as url, postgres_schema("bench") as anchor_url:
+                        yield url, anchor_url
+
+                results.append(_ingest("PostgreSQL", tmp / "c", pg_schemas, redis_url, rows,
+                                       params["ingest_rounds"]))
                 with postgres_schema("bench") as url:
                     results.append(_reads("PostgreSQL", tmp / "d", url, redis_url,
                                           params["profiles"], params["rounds"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import json
@@ -72,6 +73,8 @@ EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@+\-]{1,256}$")
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 MAX_EVENT_ID = 128
+# Threads writing stream batches, shared by all streams (one batch in flight per stream).
+STREAM_WRITERS = 4
 MIN_EVENT_TS_MS = -2_208_988_800_000  # 1900-01-01
 MAX_VALUE = 1.7976931348623157e308  # the largest finite float; NaN and infinities fail
 MAX_PROPERTIES = 64
@@ -268,6 +271,76 @@ class EventChecker:
         return True
 
 
+class StreamIngestion:
+    """One client stream of events: commits, announcements and traits, overlapped.
+
+    Validated rows are buffered and committed every ``PROFILE_STREAM_FLUSH_EVENTS`` on a
+    writer thread while the stream's next messages are parsed (database and Redis waits
+    release the GIL). Each committed batch is announced on ``profile:events`` by one
+    publishing thread, in commit order, while the next batch is written. A stream has at
+    most one batch being written, so its batches commit in arrival order. Traits follow
+    ``PROFILE_STREAM_TRAITS``: refreshed before each batch's work is done ('sync'), or by a
+    background thread at the stream's end and about every ``TRAITS_REFRESH_PERIOD_S`` while
+    it lasts ('background'), so the refresh does not compete with the stream.
+    """
+
+    TRAITS_REFRESH_PERIOD_S = 1.0
+
+    def __init__(self, core: ProfileCore):
+        self.core = core
+        self.accepted = 0
+        self.duplicates = 0
+        self._buffer: list[EventRow] = []
+        self._writing: list[concurrent.futures.Future] = []
+        self._announcing: list[concurrent.futures.Future] = []
+        self._refreshed = time.monotonic()
+
+    def add(self, rows: Sequence[EventRow]) -> None:
+        """Accepts one message's validated rows; commits a batch once enough are buffered."""
+        self._buffer.extend(rows)
+        if len(self._buffer) >= self.core.config.stream_flush_events:
+            self._settle(self._writing)
+            self._writing.append(self.core._writers.submit(self._store, self._buffer))
+            self._buffer = []
+
+    def finish(self) -> tuple[int, int]:
+        """Commits and announces everything accepted; returns (stored, duplicates).
+
+        Called whatever ended the stream, so the messages accepted before a bad one are
+        kept. The first failure met (say, the database) is raised after the rest settled.
+        """
+        try:
+            self._settle(self._writing)
+            if self._buffer:
+                self._store(self._buffer)
+                self._buffer = []
+        finally:
+            self._settle(self._announcing)
+            if self.core.config.stream_traits == "background":
+                self.core.schedule_traits_refresh()
+        return self.accepted, self.duplicates
+
+    def _store(self, rows: list[EventRow]) -> None:
+        core = self.core
+        accepted, duplicates, announcements, touched = core.write_rows(rows)
+        self.accepted += accepted
+        self.duplicates += duplicates
+        if core.config.stream_traits == "background":
+            core.defer_traits(touched)
+        if announcements:
+            self._announcing.append(core._publisher.submit(core.publish_events, announcements))
+        if core.config.stream_traits == "sync":
+            core.refresh_traits(touched)
+        elif time.monotonic() - self._refreshed >= self.TRAITS_REFRESH_PERIOD_S:
+            self._refreshed = time.monotonic()
+            core.schedule_traits_refresh()
+
+    @staticmethod
+    def _settle(futures: list[concurrent.futures.Future]) -> None:
+        while futures:
+            futures.pop(0).result()
+
+
 class ProfileCore:
     """Every rule of the profile service, over a SQLAlchemy engine and a Redis client."""
 
@@ -288,6 +361,43 @@ class ProfileCore:
         # Serializes deferred refreshes with full recomputes, so a refresh never lands on
         # top of a newer full recompute.
         self._traits_lock = threading.Lock()
+        # Threads of stream ingestion (see StreamIngestion), started on first use: writers
+        # shared by all streams, one publisher keeping commit order, one traits refresher
+        # whose rounds each take every deferred user, so queued rounds coalesce.
+        self._writers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=STREAM_WRITERS, thread_name_prefix="profile-stream-write"
+        )
+        self._publisher = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="profile-stream-publish"
+        )
+        self._refresher = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="profile-traits-refresh"
+        )
+
+    def close(self) -> None:
+        """Finishes the stream batches being written, announced and refreshed."""
+        self._writers.shutdown(wait=True)
+        self._publisher.shutdown(wait=True)
+        self._refresher.shutdown(wait=True)
+
+    def open_stream(self) -> StreamIngestion:
+        """Ingestion state of one client stream (see ``StreamIngestion``)."""
+        return StreamIngestion(self)
+
+    def schedule_traits_refresh(self) -> None:
+        """Asks the refresher thread for a round over every deferred user."""
+        try:
+            self._refresher.submit(self._refresh_deferred)
+        except RuntimeError:
+            # Shutting down: the users stay deferred until the next full recompute.
+            log.warning("traits refresh not scheduled: the service is stopping")
+
+    def _refresh_deferred(self) -> None:
+        try:
+            self.refresh_traits()
+        except Exception:
+            # The users stay deferred; the next round or the maintenance loop retries.
+            log.exception("deferred traits refresh failed")
 
     # --- clocks --------------------------------------------------------------------------
 
@@ -787,13 +897,6 @@ class ProfileCore:
         rejected = sum(1 for o in outcomes if o.error is not None)
         duplicates = sum(1 for o in outcomes if o.duplicate)
         return IngestResult(outcomes, len(stored), duplicates, rejected, touched)
-
-    def ingest_rows(self, rows: Sequence[EventRow]) -> tuple[int, int]:
-        """Stores and announces validated events of a stream; returns (stored, duplicates)."""
-        stored, duplicates, announcements, touched = self.write_rows(rows)
-        self.publish_events(announcements)
-        self.refresh_traits(touched)
-        return stored, duplicates
 
     def write_rows(
         self, rows: Sequence[EventRow]

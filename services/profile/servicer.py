@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import json
 import logging
 import threading
-import time
 
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
@@ -234,47 +232,11 @@ def item_status(error: ServiceError | None) -> status_pb2.Status:
 # --- the servicer ----------------------------------------------------------------------------
 
 
-# Threads writing stream batches, shared by all streams (one batch in flight per stream).
-FLUSH_WORKERS = 4
-# With PROFILE_STREAM_TRAITS=background, a stream asks for a traits refresh of the users it
-# touched at its end and, while it lasts, about this often.
-TRAITS_REFRESH_PERIOD_S = 1.0
-
-
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
     """Thin translation layer over ProfileCore; every rule lives in the core."""
 
     def __init__(self, core: ProfileCore):
         self.core = core
-        # Stream flushes run here so that a stream's next messages are parsed and checked
-        # while the previous batch is written (the database and Redis waits release the
-        # GIL). Each stream has at most one flush in flight, so its batches commit in order.
-        self._flushes = concurrent.futures.ThreadPoolExecutor(
-            max_workers=FLUSH_WORKERS, thread_name_prefix="profile-stream-flush"
-        )
-        # Committed batches are announced on profile:events by one thread, in commit order,
-        # while the next batch is written.
-        self._publisher = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="profile-stream-publish"
-        )
-        # Traits of streamed users, refreshed after their commit (PROFILE_STREAM_TRAITS).
-        # Each round takes every user deferred so far, so a queue of rounds coalesces.
-        self._refresher = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="profile-traits-refresh"
-        )
-
-    def _refresh_deferred(self) -> None:
-        try:
-            self.core.refresh_traits()
-        except Exception:
-            # The users stay deferred; the next round or the maintenance loop retries.
-            log.exception("deferred traits refresh failed")
-
-    def close(self) -> None:
-        """Finishes the stream batches being written and announced, then stops their threads."""
-        self._flushes.shutdown(wait=True)
-        self._publisher.shutdown(wait=True)
-        self._refresher.shutdown(wait=True)
 
     # profiles
 
@@ -420,44 +382,9 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
     def StreamEvents(self, request_iterator, context):
         core = self.core
         refuse_unknown = core.config.unknown_user == "refuse"
-        buffer: list = []
-        totals = {"accepted": 0, "duplicates": 0}
+        stream = core.open_stream()
         messages = 0
         checker = None
-        refreshed = [time.monotonic()]  # when this stream last asked for a traits refresh
-        writing: list[concurrent.futures.Future] = []  # at most one batch being written
-        announcing: list[concurrent.futures.Future] = []  # committed batches being published
-
-        def store(rows: list) -> None:
-            accepted, duplicates, announcements, touched = core.write_rows(rows)
-            totals["accepted"] += accepted
-            totals["duplicates"] += duplicates
-            if core.config.stream_traits == "sync":
-                if announcements:
-                    announcing.append(self._publisher.submit(core.publish_events, announcements))
-                core.refresh_traits(touched)
-                return
-            core.defer_traits(touched)
-            if announcements:
-                # Announced in commit order (one publishing thread) while the next batch is
-                # written.
-                announcing.append(self._publisher.submit(core.publish_events, announcements))
-            if time.monotonic() - refreshed[0] >= TRAITS_REFRESH_PERIOD_S:
-                # A long stream refreshes its users' traits about once a period; the rest
-                # wait for the stream's end, so that the refresh does not compete with it.
-                refreshed[0] = time.monotonic()
-                self._refresher.submit(self._refresh_deferred)
-
-        def settle(futures: list) -> None:
-            """Waits for work in flight; a failure (say, the database) ends the stream."""
-            while futures:
-                futures.pop(0).result()
-
-        def flush() -> None:
-            settle(writing)
-            writing.append(self._flushes.submit(store, buffer.copy()))
-            buffer.clear()
-
         iterator = iter(request_iterator)
         try:
             while True:
@@ -485,24 +412,15 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
                                 f"profiles/{row[1]}",
                                 f"{prefix}[{i}].user_id: unknown user {row[1]!r}",
                             )
-                buffer.extend(batch)
+                stream.add(batch)
                 messages += 1
-                if len(buffer) >= core.config.stream_flush_events:
-                    flush()
         finally:
             # Whatever ended the stream, the messages accepted before it are committed and
             # announced before the call answers.
-            try:
-                settle(writing)
-                if buffer:
-                    store(buffer)
-            finally:
-                settle(announcing)
-                if core.config.stream_traits == "background":
-                    self._refresher.submit(self._refresh_deferred)
+            accepted, duplicates = stream.finish()
         return pb.StreamEventsResponse(
-            accepted_count=totals["accepted"],
-            duplicate_count=totals["duplicates"],
+            accepted_count=accepted,
+            duplicate_count=duplicates,
             message_count=messages,
         )
 
@@ -708,18 +626,17 @@ def build(settings: Settings, config: ProfileConfig | None = None) -> list[Servi
     redis_client = connect_redis(settings, decode_responses=True)
     core = ProfileCore(engine, redis_client, config or ProfileConfig.from_env())
     maintenance = Maintenance(core)
-    servicer = ProfileServicer(core)
 
     def stop() -> None:
         maintenance.stop()
-        servicer.close()
+        core.close()
         engine.dispose()
 
     return [
         ServiceDefinition(
             name="profile",
             register=pb_grpc.add_ProfileServiceServicer_to_server,
-            servicer=servicer,
+            servicer=ProfileServicer(core),
             full_name=FULL_NAME,
             roles=ROLES,
             start=maintenance.start,

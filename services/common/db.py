@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pathlib
+import zlib
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 SERVICES_DIR = pathlib.Path(__file__).resolve().parent.parent
@@ -69,6 +70,11 @@ def migrate(service: str, url: str, revision: str = "head") -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together each run their migrations; a transaction-scoped
+                # advisory lock makes them take turns, and the later ones find nothing to do.
+                key = zlib.crc32(f"marketing-migrate-{service}".encode())
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             config = alembic_config(service, url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

@@ -303,6 +303,10 @@ def create_server(
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.so_reuseport", 0),
+        # Clients reconnect every few minutes, so replicas added by a scale-out get their
+        # share of long-lived HTTP/2 connections behind a plain ClusterIP Service.
+        ("grpc.max_connection_age_ms", 300_000),
+        ("grpc.max_connection_age_grace_ms", 30_000),
     ]
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=settings.service),

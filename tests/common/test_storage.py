@@ -55,3 +55,18 @@ def test_embedded_redis_is_shared_by_processes_through_its_directory(tmp_path):
 def test_connect_redis_honours_an_explicit_url(ext_redis_url):
     client = connect_redis(ext_redis_url)
     assert client.ping()
+
+
+def test_concurrent_migrations_on_postgres_take_turns(pg_url):
+    """Replicas starting together migrate the same schema without failing."""
+    import concurrent.futures
+
+    from services.common.db import migrate
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: migrate("profile", pg_url), range(4)))
+    engine = make_engine(pg_url)
+    with engine.connect() as conn:
+        versions = conn.execute(sa.text("SELECT count(*) FROM alembic_version_profile")).scalar()
+    engine.dispose()
+    assert versions == 1

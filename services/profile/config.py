@@ -28,7 +28,7 @@ ENV_VARS: dict[str, str] = {
     "PROFILE_STREAM_TRAITS": "traits of streamed events: 'background' (refreshed by one thread "
     "when the stream ends and about every second while it lasts; the answer does not wait, so "
     "traits lag the commit by up to a second plus one refresh round, about 0.1 s per 20000 "
-    "events) or 'sync' (refreshed before each batch's commit is acknowledged) (background)",
+    "events) or 'sync' (refreshed right after each batch's commit, before the answer) (background)",
     "PROFILE_OPT_OUT_CHANNELS": "channels where no consent record means subscribed (in_app,coupon)",
     "PROFILE_MAINTENANCE_INTERVAL_SECONDS": "pruning and stream backlog period; 0 disables (300)",
     "PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS": "full traits recompute period; 0 disables (3600)",

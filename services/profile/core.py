@@ -279,9 +279,12 @@ class StreamIngestion:
     release the GIL). Each committed batch is announced on ``profile:events`` by one
     publishing thread, in commit order, while the next batch is written. A stream has at
     most one batch being written, so its batches commit in arrival order. Traits follow
-    ``PROFILE_STREAM_TRAITS``: refreshed before each batch's work is done ('sync'), or by a
-    background thread at the stream's end and about every ``TRAITS_REFRESH_PERIOD_S`` while
-    it lasts ('background'), so the refresh does not compete with the stream.
+    ``PROFILE_STREAM_TRAITS``: 'sync' refreshes them on the writer thread right after each
+    batch's commit (in their own transaction), before the stream answers; 'background'
+    leaves them to the refresher thread, asked at the stream's end and about every
+    ``TRAITS_REFRESH_PERIOD_S`` while it lasts, so the refresh does not compete with the
+    stream. Either way a user whose refresh failed stays deferred and is retried (see
+    ``ProfileCore.refresh_traits``); a full recompute covers everyone.
     """
 
     TRAITS_REFRESH_PERIOD_S = 1.0
@@ -307,7 +310,7 @@ class StreamIngestion:
         """Commits and announces everything accepted; returns (stored, duplicates).
 
         Called whatever ended the stream, so the messages accepted before a bad one are
-        kept. The first failure met (say, the database) is raised after the rest settled.
+        kept. A failure of that work (say, the database) is raised once the rest settled.
         """
         try:
             self._settle(self._writing)

@@ -67,8 +67,23 @@ _AGGREGATES_OUT = {v: k for k, v in _AGGREGATES.items()}
 _STATE_CODES = {"cancelled": code_pb2.CANCELLED}
 
 
-def _ms(ts: timestamp_pb2.Timestamp) -> int:
-    return ts.ToMilliseconds()
+# The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+
+def _ms(ts: timestamp_pb2.Timestamp, field: str) -> int:
+    """Epoch milliseconds of a Timestamp, refusing values outside the type's valid range
+    (protobuf's own conversion raises a bare ValueError that would surface as INTERNAL)."""
+    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS:
+        raise InvalidArgument(f"{field}.seconds", "must lie between 0001-01-01 and 9999-12-31")
+    if not 0 <= ts.nanos <= 999_999_999:
+        raise InvalidArgument(f"{field}.nanos", "must be between 0 and 999999999")
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+def _optional_ms(request, field: str) -> int | None:
+    return _ms(getattr(request, field), field) if request.HasField(field) else None
 
 
 def _ts(ms: int | None) -> timestamp_pb2.Timestamp:
@@ -90,6 +105,8 @@ def feature_in(message: pb.FeatureSpec, field: str) -> FeatureSpec:
         problems.append((f"{field}.source", "is required"))
     if message.type not in _TYPES:
         problems.append((f"{field}.type", "is required"))
+    if message.aggregate and message.aggregate not in _AGGREGATES:
+        problems.append((f"{field}.aggregate", f"unknown value {message.aggregate}"))
     if problems:
         raise InvalidArgument(violations=problems)
     default = None
@@ -329,7 +346,7 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
             model_name=model, task=_task(request.task), label=label_in(request.label),
             features=[feature_in(f, f"features[{i}]") for i, f in enumerate(request.features)],
             algorithm=request.algorithm,
-            cutoff_ms=_ms(request.cutoff_time) if request.HasField("cutoff_time") else None,
+            cutoff_ms=_optional_ms(request, "cutoff_time"),
             params=dict(request.params), test_fraction=request.test_fraction or 0.4,
             random_state=request.random_state if request.HasField("random_state") else 1,
             description=request.description, promote=request.promote)
@@ -387,7 +404,7 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
     # Scoring --------------------------------------------------------------------------------
 
     def ScoreUsers(self, request, context):
-        as_of = _ms(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of = _optional_ms(request, "as_of_time")
         result = self.core.score_users(request.model,
                                        external_ids=list(request.external_ids) or None,
                                        user_ids=list(request.user_ids) or None, as_of_ms=as_of)
@@ -412,7 +429,7 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
         return response
 
     def ScoreSnapshot(self, request, context):
-        as_of = _ms(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of = _optional_ms(request, "as_of_time")
         if request.chunk_size < 0:
             raise InvalidArgument("chunk_size", "must not be negative")
         for batch in self.core.score_snapshot(request.model, _audience_ids(request),
@@ -428,7 +445,7 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
             yield out
 
     def WriteBackScores(self, request, context):
-        as_of = _ms(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of = _optional_ms(request, "as_of_time")
         summary = self.core.write_back(request.model, _audience_ids(request),
                                        score_name=request.score_name, as_of_ms=as_of)
         return pb.WriteBackScoresResponse(
@@ -439,7 +456,7 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
     def EvaluateModel(self, request, context):
         if not request.HasField("label"):
             raise InvalidArgument("label", "is required")
-        cutoff = _ms(request.cutoff_time) if request.HasField("cutoff_time") else None
+        cutoff = _optional_ms(request, "cutoff_time")
         metrics = self.core.evaluate(request.model, label_in(request.label), cutoff)
         return pb.EvaluateModelResponse(model_version=metrics["model"],
                                         metrics=metrics_out(metrics))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.metadata
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,6 +94,8 @@ def validate_request(request: TrainingRequest) -> None:
             if key not in allowed:
                 problems.append((f"params.{key}", f"not a parameter of {request.algorithm} "
                                  f"(allowed: {', '.join(sorted(allowed))})"))
+            elif not math.isfinite(float(value)):
+                problems.append((f"params.{key}", "must be a finite number"))
             elif allowed[key] is int and float(value) != int(value):
                 problems.append((f"params.{key}", "must be an integer"))
             elif float(value) <= 0:

@@ -200,3 +200,48 @@ def test_bad_input_over_the_wire(suite):
     assert op.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert "one class only" in op.error.message
     assert stub.ListModels(pb.ListModelsRequest()).models == []
+
+
+def test_invalid_timestamps_enums_and_params_name_the_field(suite):
+    """Out-of-range Timestamps, unknown enum numbers and non-finite parameters are the
+    caller's fault: INVALID_ARGUMENT naming the field, before the model is even looked up."""
+    stub = suite["stub"]
+    from google.protobuf import timestamp_pb2
+
+    negative_nanos = timestamp_pb2.Timestamp(seconds=1, nanos=-1)
+    far_future = timestamp_pb2.Timestamp(seconds=253_402_300_800)
+    audience = pb.Audience(user_ids=pb.UserIds(ids=[1]))
+    cases = [
+        (lambda: stub.ScoreUsers(pb.ScoreUsersRequest(
+            model="models/loan", user_ids=[1], as_of_time=negative_nanos)), "as_of_time.nanos"),
+        (lambda: list(stub.ScoreSnapshot(pb.ScoreSnapshotRequest(
+            model="models/loan", audience=audience, as_of_time=far_future))),
+         "as_of_time.seconds"),
+        (lambda: stub.WriteBackScores(pb.WriteBackScoresRequest(
+            model="models/loan", audience=audience, as_of_time=negative_nanos)),
+         "as_of_time.nanos"),
+        (lambda: stub.EvaluateModel(pb.EvaluateModelRequest(
+            model="models/loan", label=LOAN, cutoff_time=far_future)), "cutoff_time.seconds"),
+        (lambda: stub.TrainModel(pb.TrainModelRequest(
+            model="models/loan", task=pb.MODEL_TASK_CONVERSION, label=LOAN,
+            features=[feature("age")], algorithm="logistic_regression",
+            cutoff_time=negative_nanos)), "cutoff_time.nanos"),
+        (lambda: stub.TrainModel(pb.TrainModelRequest(
+            model="models/loan", task=pb.MODEL_TASK_CONVERSION, label=LOAN,
+            features=[pb.FeatureSpec(name="age", source=pb.FEATURE_SOURCE_ATTRIBUTE, key="age",
+                                     type=pb.FEATURE_TYPE_NUMBER, aggregate=9)],
+            algorithm="logistic_regression")), "features[0].aggregate"),
+        (lambda: stub.TrainModel(pb.TrainModelRequest(
+            model="models/loan", task=7, label=LOAN, features=[feature("age")],
+            algorithm="logistic_regression")), "task"),
+        (lambda: stub.TrainModel(pb.TrainModelRequest(
+            model="models/loan", task=pb.MODEL_TASK_CONVERSION, label=LOAN,
+            features=[feature("age")], algorithm="logistic_regression",
+            params={"max_iter": float("inf")})), "params.max_iter"),
+    ]
+    for call, field in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.value.details())
+        assert field in field_violations(err.value), (field, err.value.details())
+    assert stub.ListModels(pb.ListModelsRequest()).models == []

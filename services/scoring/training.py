@@ -15,7 +15,13 @@ from sqlalchemy import Float, cast, exists, func, or_, select
 from sqlalchemy.engine import Engine
 
 from services.common.errors import InvalidArgument
-from services.common.profile_tables import events, profile_attributes, profile_tags, profiles
+from services.common.profile_tables import (
+    computed_traits,
+    events,
+    profile_attributes,
+    profile_tags,
+    profiles,
+)
 from services.scoring.evaluation import evaluate_scores
 from services.scoring.features import (
     DAY_MS,
@@ -179,12 +185,25 @@ def _check_window(engine: Engine, label: LabelSpec, cutoff_ms: int) -> None:
                               f"{label.event_type!r} events; the training window has no data")
 
 
+def population_at(cutoff_ms: int):
+    """Who existed at the cut-off: profiles created by then, or known from earlier activity.
+    Historical logs loaded today create their profiles with today's time, so a profile's
+    creation alone would leave an old purchase log without a population; the first event
+    (kept in ``first_seen_ms`` even after old events are pruned) dates the user instead."""
+    return or_(
+        profiles.c.created_ms <= cutoff_ms,
+        exists().where(computed_traits.c.user_id == profiles.c.id,
+                       computed_traits.c.first_seen_ms < cutoff_ms),
+        exists().where(events.c.user_id == profiles.c.id, events.c.ts_ms < cutoff_ms),
+    )
+
+
 def build_dataset(engine: Engine, features: Sequence[FeatureSpec], label: LabelSpec,
                   cutoff_ms: int) -> Dataset:
     """One SQL statement: each profile that existed at the cut-off, its features computed from
     what was known before the cut-off, and its label."""
     _check_window(engine, label, cutoff_ms)
-    stmt = feature_select(features, cutoff_ms).where(profiles.c.created_ms <= cutoff_ms)
+    stmt = feature_select(features, cutoff_ms).where(population_at(cutoff_ms))
     label_expr = _label_expression(label, cutoff_ms)
     if label_expr is not None:
         stmt = stmt.add_columns(label_expr.label("label"))
@@ -192,8 +211,9 @@ def build_dataset(engine: Engine, features: Sequence[FeatureSpec], label: LabelS
     with engine.connect() as conn:
         rows = conn.execute(stmt, {"as_of_ms": cutoff_ms}).all()
     if not rows:
-        raise InvalidArgument("cutoff_time", "no profile existed at the cut-off; the training "
-                              "window has no data")
+        raise InvalidArgument("cutoff_time", "no profile existed at the cut-off (none created "
+                              "and none with an event before it); the training window has "
+                              "no data")
     width = len(features)
     string_idx = [i for i, s in enumerate(features) if s.is_string]
     raw = np.array([r[2:2 + width] for r in rows], dtype=object).reshape(len(rows), width)

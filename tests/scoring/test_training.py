@@ -177,6 +177,75 @@ def test_event_label_after_the_cutoff_and_no_leakage(empty_profile_url, make_cor
     engine.dispose()
 
 
+# A purchase log of 1997-1998 (CDNOW-like) loaded today: every profile was created at load
+# time, long after the cut-off; only the events date the customers.
+CDNOW_CUTOFF = 883_612_800_000  # 1998-01-01T00:00:00Z
+
+
+def _historical_log(url: str, users: int = 300):
+    """Event-only customers whose profiles were created today; frequent 1997 buyers repurchase
+    within 90 days after the cut-off. Users 1..20 had their 1997 events pruned and are known
+    only by ``first_seen_ms``; the last 15 users first bought after the cut-off."""
+    engine = make_engine(url)
+    rng = np.random.default_rng(3)
+    today = int(__import__("time").time() * 1000)
+    purchases = 1 + rng.poisson(1.5, size=users)
+    repurchase = rng.random(users) < 1 / (1 + np.exp(-(purchases - 2.5) * 1.5))
+    late = np.zeros(users, dtype=bool)
+    late[-15:] = True
+    pruned = np.zeros(users, dtype=bool)
+    pruned[:20] = True
+    rows, traits = [], []
+    for u in range(1, users + 1):
+        i = u - 1
+        if late[i]:
+            rows.append({"event_id": f"late{u}", "user_id": u, "event_type": "purchase",
+                         "ts_ms": CDNOW_CUTOFF + 10 * DAY_MS, "value": 15.0})
+            continue
+        first = CDNOW_CUTOFF - 300 * DAY_MS
+        if not pruned[i]:
+            for k in range(int(purchases[i])):
+                rows.append({"event_id": f"p{u}-{k}", "user_id": u, "event_type": "purchase",
+                             "ts_ms": first + k * 20 * DAY_MS, "value": 12.5})
+        traits.append({"user_id": u, "first_seen_ms": first, "updated_ms": today})
+        if repurchase[i]:
+            rows.append({"event_id": f"r{u}", "user_id": u, "event_type": "purchase",
+                         "ts_ms": CDNOW_CUTOFF + 40 * DAY_MS, "value": 30.0})
+    with engine.begin() as conn:
+        conn.execute(insert(profiles), [{"id": u, "external_id": f"cdnow-{u}", "created_ms": today,
+                                         "updated_ms": today} for u in range(1, users + 1)])
+        conn.execute(insert(events), rows)
+        conn.execute(insert(computed_traits), traits)
+    return engine, repurchase & ~late, late
+
+
+def test_historical_event_only_users_train_a_repurchase_model(empty_profile_url, make_core):
+    engine, repurchased, late = _historical_log(empty_profile_url)
+    label = LabelSpec(kind="event", event_type="purchase", within_days=90)
+    features = [FeatureSpec("purchases", "event", "purchase", aggregate="count"),
+                FeatureSpec("spend", "event", "purchase", aggregate="sum"),
+                FeatureSpec("days_since_purchase", "event", "purchase",
+                            aggregate="days_since_last", default=9999.0)]
+    data = build_dataset(engine, features, label, CDNOW_CUTOFF)
+    # Everyone active before the cut-off is in, including users known only by first_seen_ms;
+    # users whose first purchase came after it are not, though every profile is newer.
+    expected = [u for u in range(1, len(late) + 1) if not late[u - 1]]
+    assert data.user_ids.tolist() == expected
+    assert data.y.tolist() == repurchased[~late].astype(int).tolist()
+    # Features see 1997 only: the label purchases (after the cut-off) are never counted.
+    assert data.numeric[:20, 0].tolist() == [0.0] * 20
+    assert data.numeric[20:, 0].min() >= 1
+    assert np.all(data.numeric[20:, 1] == 12.5 * data.numeric[20:, 0])
+    core = make_core(empty_profile_url)
+    op = run_training(core, TrainingRequest("repurchase", "churn", label, features,
+                                            "logistic_regression", cutoff_ms=CDNOW_CUTOFF))
+    assert op.state == "succeeded", op.error_message
+    version = core.registry.get("repurchase", op.result["version"])
+    assert version.lineage["population"] == len(expected)
+    assert version.metrics["auc"] > 0.7
+    engine.dispose()
+
+
 def test_empty_window_and_single_class_fail_the_operation(empty_profile_url, make_core):
     engine, _, _ = _event_store(empty_profile_url)
     core = make_core(empty_profile_url)

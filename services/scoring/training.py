@@ -190,11 +190,13 @@ def population_at(cutoff_ms: int):
     Historical logs loaded today create their profiles with today's time, so a profile's
     creation alone would leave an old purchase log without a population; the first event
     (kept in ``first_seen_ms`` even after old events are pruned) dates the user instead."""
+    # Aliases keep the subqueries apart from the same tables joined for features.
+    seen = computed_traits.alias("seen")
+    earlier = events.alias("earlier")
     return or_(
         profiles.c.created_ms <= cutoff_ms,
-        exists().where(computed_traits.c.user_id == profiles.c.id,
-                       computed_traits.c.first_seen_ms < cutoff_ms),
-        exists().where(events.c.user_id == profiles.c.id, events.c.ts_ms < cutoff_ms),
+        exists().where(seen.c.user_id == profiles.c.id, seen.c.first_seen_ms < cutoff_ms),
+        exists().where(earlier.c.user_id == profiles.c.id, earlier.c.ts_ms < cutoff_ms),
     )
 
 

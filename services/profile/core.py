@@ -972,12 +972,15 @@ class ProfileCore:
                     if external in ids
                 ],
             )
-            touched = {ids[row[1]] for row in rows if row[0] in stored}
+            announcements = [
+                (stored[event_id], event_id, ids[external], external, event_type, ts, value,
+                 properties)
+                for event_id, external, event_type, ts, value, properties in rows
+                if event_id in stored
+            ]
+            touched = {row[2] for row in announcements}
             if touched and refresh:
                 traits.refresh_users(conn, touched, self.config, self.as_of_ms(), now)
-        announcements = [
-            (stored[row[0]], row[0], ids[row[1]], *row[1:]) for row in rows if row[0] in stored
-        ]
         return stored, ids, announcements, touched
 
     def unknown_users(self, external_ids: Iterable[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -176,13 +177,19 @@ def insert_events(conn: Connection, rows: Sequence[tuple]) -> dict[str, int]:
             (json.dumps(rows, separators=(",", ":")),),
         ).all())
     stored: dict[str, int] = {}
-    for part in chunks(rows, SQLITE_ROWS_PER_INSERT):
-        holes = ",".join(["(?,?,?,?,?,?)"] * len(part))
-        stored.update(conn.exec_driver_sql(
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {holes} "
-            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
-            tuple(value for row in part for value in row),
-        ).all())
+    # The DBAPI cursor of this transaction's connection: plain tuples back, no Row objects.
+    cursor = conn.connection.cursor()
+    try:
+        for part in chunks(rows, SQLITE_ROWS_PER_INSERT):
+            holes = ",".join(["(?,?,?,?,?,?)"] * len(part))
+            cursor.execute(
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {holes} "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
+                tuple(itertools.chain.from_iterable(part)),
+            )
+            stored.update(cursor.fetchall())
+    finally:
+        cursor.close()
     return stored
 
 

@@ -28,6 +28,7 @@ from services.scoring.registry import (
     parse_model_name,
     parse_version_name,
 )
+from services.scoring.segments import SegmentMembers
 from services.scoring.store import ModelVersion
 from services.scoring.training import (
     LabelSpec,
@@ -101,12 +102,14 @@ class ScoringCore:
     """Everything the servicer calls; raises the shared domain errors."""
 
     def __init__(self, registry: ModelRegistry, profile_engine: Engine, runner: OperationRunner,
-                 writer: ScoreWriter | None, config: ScoringConfig | None = None):
+                 writer: ScoreWriter | None, config: ScoringConfig | None = None,
+                 segments: SegmentMembers | None = None):
         self.registry = registry
         self.profile_engine = profile_engine
         self.runner = runner
         self.writer = writer
         self.config = config or ScoringConfig()
+        self.segments = segments
 
     # Registry -------------------------------------------------------------------------------
 
@@ -246,16 +249,29 @@ class ScoringCore:
         apply_defaults(loaded.specs, numeric, strings)
         return loaded.resource_name, loaded.run(numeric, strings)
 
+    def _snapshot_batches(self, specs, snapshot: str, chunk: int, as_of_ms: int | None,
+                          resolved: list[str]) -> Iterator[FeatureBatch]:
+        if self.segments is None:
+            raise FailedPrecondition("segment snapshots cannot be read (no segment service)")
+        as_of_ms = now_ms() if as_of_ms is None else as_of_ms
+        for ids in self.segments.chunks(snapshot, chunk, "audience.segment_snapshot", resolved):
+            yield load_features(self.profile_engine, specs, user_ids=ids, as_of_ms=as_of_ms)
+
     def score_snapshot(self, ref: str, user_ids: Sequence[int] | None = None, *,
-                       as_of_ms: int | None = None,
-                       chunk_size: int | None = None) -> Iterator[ScoredBatch]:
-        """Scores a whole audience (the given internal ids, or every profile) chunk by chunk,
-        one feature query and one inference per chunk."""
+                       as_of_ms: int | None = None, chunk_size: int | None = None,
+                       snapshot: str | None = None,
+                       resolved: list[str] | None = None) -> Iterator[ScoredBatch]:
+        """Scores a whole audience (the given internal ids, the members of a segment snapshot
+        read from the segment service, or every profile) chunk by chunk, one feature query
+        and one inference per chunk. ``resolved`` receives the snapshot's full name."""
         loaded = self._model(ref)
         chunk = chunk_size or self.config.snapshot_chunk
-        batches: Iterator[FeatureBatch] = iter_feature_chunks(
-            self.profile_engine, loaded.specs, as_of_ms=as_of_ms, chunk_size=chunk,
-            user_ids=user_ids)
+        if snapshot is not None:
+            batches: Iterator[FeatureBatch] = self._snapshot_batches(
+                loaded.specs, snapshot, chunk, as_of_ms, [] if resolved is None else resolved)
+        else:
+            batches = iter_feature_chunks(self.profile_engine, loaded.specs, as_of_ms=as_of_ms,
+                                          chunk_size=chunk, user_ids=user_ids)
         for batch in batches:
             scores = np.full(len(batch), np.nan)
             found = batch.found
@@ -266,7 +282,8 @@ class ScoringCore:
                               scores)
 
     def write_back(self, ref: str, user_ids: Sequence[int] | None = None, *,
-                   score_name: str = "", as_of_ms: int | None = None) -> dict[str, Any]:
+                   score_name: str = "", as_of_ms: int | None = None,
+                   snapshot: str | None = None) -> dict[str, Any]:
         """Scores the audience and stores each score, with the model version, in the profile
         store (so a segment can say ``churn_risk >= 0.7``)."""
         if self.writer is None:
@@ -277,7 +294,8 @@ class ScoringCore:
         version = f"{loaded.version}"
         scored, written, missing = 0, 0, 0
         when = now_ms()
-        for batch in self.score_snapshot(loaded.resource_name, user_ids, as_of_ms=as_of_ms):
+        for batch in self.score_snapshot(loaded.resource_name, user_ids, as_of_ms=as_of_ms,
+                                         snapshot=snapshot):
             found = batch.found
             missing += int((~found).sum())
             if found.any():

@@ -23,6 +23,7 @@ from services.scoring.features import FeatureSpec
 from services.scoring.onnx_model import OutputSpec
 from services.scoring.operations import OperationRunner
 from services.scoring.registry import PRODUCTION, ModelRegistry, parse_model_name
+from services.scoring.segments import SegmentMembers, check_snapshot_name
 from services.scoring.store import ModelVersion, ScoringStore
 from services.scoring.training import LabelSpec, TrainingRequest
 
@@ -230,6 +231,16 @@ def _token_out(value: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
+def _audience_snapshot(request) -> str | None:
+    """The segment snapshot the audience names, checked; None for other audiences."""
+    if not request.HasField("audience") or \
+            request.audience.WhichOneof("members") != "segment_snapshot":
+        return None
+    name = request.audience.segment_snapshot
+    check_snapshot_name(name, "audience.segment_snapshot")
+    return name
+
+
 def _audience_ids(request) -> list[int] | None:
     if not request.HasField("audience"):
         return None
@@ -432,11 +443,15 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
         as_of = _optional_ms(request, "as_of_time")
         if request.chunk_size < 0:
             raise InvalidArgument("chunk_size", "must not be negative")
+        snapshot = _audience_snapshot(request)
+        resolved: list[str] = []
         for batch in self.core.score_snapshot(request.model, _audience_ids(request),
                                               as_of_ms=as_of,
-                                              chunk_size=request.chunk_size or None):
+                                              chunk_size=request.chunk_size or None,
+                                              snapshot=snapshot, resolved=resolved):
             found = batch.found
-            out = pb.ScoreSnapshotResponse(model_version=batch.model)
+            out = pb.ScoreSnapshotResponse(model_version=batch.model,
+                                           segment_snapshot=resolved[0] if resolved else "")
             out.user_ids.extend(batch.user_ids[found].tolist())
             out.scores.extend(batch.scores[found].tolist())
             if not found.all():
@@ -447,7 +462,8 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
     def WriteBackScores(self, request, context):
         as_of = _optional_ms(request, "as_of_time")
         summary = self.core.write_back(request.model, _audience_ids(request),
-                                       score_name=request.score_name, as_of_ms=as_of)
+                                       score_name=request.score_name, as_of_ms=as_of,
+                                       snapshot=_audience_snapshot(request))
         return pb.WriteBackScoresResponse(
             model_version=summary["model"], score_name=summary["score_name"],
             scored_count=summary["scored"], written_count=summary["written"],
@@ -480,7 +496,12 @@ def build_core(settings: Settings, config: ScoringConfig | None = None,
 
         channel = open_channel(service_address("profile"), settings.outbound_api_key)
         writer = ProfileScoreWriter(channel)
-    return ScoringCore(registry, profile_engine, runner, writer, config)
+    from services.common.clients import open_channel as open_segment_channel
+
+    segments = SegmentMembers(lambda: open_segment_channel(service_address("segment"),
+                                                           settings.outbound_api_key,
+                                                           default_timeout=None))
+    return ScoringCore(registry, profile_engine, runner, writer, config, segments)
 
 
 def build(settings: Settings, config: ScoringConfig | None = None,
@@ -500,6 +521,7 @@ def build(settings: Settings, config: ScoringConfig | None = None,
         core.runner.shutdown()
         core.registry.store.engine.dispose()
         core.profile_engine.dispose()
+        core.segments.close()
 
     definition = ServiceDefinition(
         name="scoring", register=pb_grpc.add_ScoringServiceServicer_to_server,

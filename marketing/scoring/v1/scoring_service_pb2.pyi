@@ -553,12 +553,14 @@ class ScoreSnapshotRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., audience: _Optional[_Union[Audience, _Mapping]] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class Audience(_message.Message):
-    __slots__ = ("roaring_bitmap", "user_ids")
+    __slots__ = ("roaring_bitmap", "user_ids", "segment_snapshot")
     ROARING_BITMAP_FIELD_NUMBER: _ClassVar[int]
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     roaring_bitmap: bytes
     user_ids: UserIds
-    def __init__(self, roaring_bitmap: _Optional[bytes] = ..., user_ids: _Optional[_Union[UserIds, _Mapping]] = ...) -> None: ...
+    segment_snapshot: str
+    def __init__(self, roaring_bitmap: _Optional[bytes] = ..., user_ids: _Optional[_Union[UserIds, _Mapping]] = ..., segment_snapshot: _Optional[str] = ...) -> None: ...
 
 class UserIds(_message.Message):
     __slots__ = ("ids",)
@@ -567,16 +569,18 @@ class UserIds(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ScoreSnapshotResponse(_message.Message):
-    __slots__ = ("model_version", "user_ids", "scores", "missing_user_ids")
+    __slots__ = ("model_version", "user_ids", "scores", "missing_user_ids", "segment_snapshot")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     MISSING_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     user_ids: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     missing_user_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, model_version: _Optional[str] = ..., user_ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_user_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    segment_snapshot: str
+    def __init__(self, model_version: _Optional[str] = ..., user_ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., missing_user_ids: _Optional[_Iterable[int]] = ..., segment_snapshot: _Optional[str] = ...) -> None: ...
 
 class WriteBackScoresRequest(_message.Message):
     __slots__ = ("model", "audience", "score_name", "as_of_time")

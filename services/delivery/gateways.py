@@ -1,4 +1,4 @@
-"""Channel gateways: the built-in webhook, SMTP and recording sink, remote ChannelGateway
+"""Channel gateways: built-in webhook, SMTP and recording sink, remote ChannelGatewayService
 adapters over gRPC, and routing of channels to gateways by configuration."""
 
 from __future__ import annotations
@@ -299,14 +299,14 @@ class SmtpGateway:
         return SendResult(m.idempotency_key, ACCEPTED, vendor_message_id=email["Message-ID"])
 
 
-# Remote adapters over the ChannelGateway contract ------------------------------------------
+# Remote adapters over the ChannelGatewayService contract ---------------------------------
 
 _CHANNEL_ENUM = {"push": 1, "sms": 2, "email": 3, "wechat": 4, "in_app": 5, "webhook": 6,
                  "coupon": 7}
 
 
 class GrpcGateway:
-    """Calls a vendor adapter that implements marketing.gateway.v1.ChannelGateway."""
+    """Calls a vendor adapter that implements marketing.gateway.v1.ChannelGatewayService."""
 
     def __init__(self, target: str, timeout_s: float = 10.0, channel=None):
         import grpc
@@ -314,7 +314,7 @@ class GrpcGateway:
         from marketing.gateway.v1 import channel_gateway_pb2_grpc
 
         self._channel = channel or grpc.insecure_channel(target)
-        self._stub = channel_gateway_pb2_grpc.ChannelGatewayStub(self._channel)
+        self._stub = channel_gateway_pb2_grpc.ChannelGatewayServiceStub(self._channel)
         self.timeout_s = timeout_s
 
     def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:

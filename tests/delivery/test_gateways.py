@@ -146,7 +146,7 @@ def test_smtp_gateway_delivers_to_a_real_server():
     assert "Spring sale" in received[0].get_payload()
 
 
-class MockPushVendor(gpb_grpc.ChannelGatewayServicer):
+class MockPushVendor(gpb_grpc.ChannelGatewayServiceServicer):
     """A push vendor's adapter (vendors cannot exist here), honouring idempotency keys."""
 
     def __init__(self):
@@ -173,7 +173,7 @@ class MockPushVendor(gpb_grpc.ChannelGatewayServicer):
 def test_grpc_gateway_contract_with_a_push_vendor_adapter():
     vendor = MockPushVendor()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    gpb_grpc.add_ChannelGatewayServicer_to_server(vendor, server)
+    gpb_grpc.add_ChannelGatewayServiceServicer_to_server(vendor, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class ChannelGatewayStub:
+class ChannelGatewayServiceStub:
     """Sends rendered messages to users through one channel's vendor.
     """
 
@@ -36,18 +36,18 @@ class ChannelGatewayStub:
             channel: A grpc.Channel.
         """
         self.SendBatch = channel.unary_unary(
-                '/marketing.gateway.v1.ChannelGateway/SendBatch',
+                '/marketing.gateway.v1.ChannelGatewayService/SendBatch',
                 request_serializer=marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.SendBatchRequest.SerializeToString,
                 response_deserializer=marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.SendBatchResponse.FromString,
                 _registered_method=True)
         self.GetCapabilities = channel.unary_unary(
-                '/marketing.gateway.v1.ChannelGateway/GetCapabilities',
+                '/marketing.gateway.v1.ChannelGatewayService/GetCapabilities',
                 request_serializer=marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
 
 
-class ChannelGatewayServicer:
+class ChannelGatewayServiceServicer:
     """Sends rendered messages to users through one channel's vendor.
     """
 
@@ -69,7 +69,7 @@ class ChannelGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_ChannelGatewayServicer_to_server(servicer, server):
+def add_ChannelGatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'SendBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.SendBatch,
@@ -83,13 +83,13 @@ def add_ChannelGatewayServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'marketing.gateway.v1.ChannelGateway', rpc_method_handlers)
+            'marketing.gateway.v1.ChannelGatewayService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('marketing.gateway.v1.ChannelGateway', rpc_method_handlers)
+    server.add_registered_method_handlers('marketing.gateway.v1.ChannelGatewayService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class ChannelGateway:
+class ChannelGatewayService:
     """Sends rendered messages to users through one channel's vendor.
     """
 
@@ -107,7 +107,7 @@ class ChannelGateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/marketing.gateway.v1.ChannelGateway/SendBatch',
+            '/marketing.gateway.v1.ChannelGatewayService/SendBatch',
             marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.SendBatchRequest.SerializeToString,
             marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.SendBatchResponse.FromString,
             options,
@@ -134,7 +134,7 @@ class ChannelGateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/marketing.gateway.v1.ChannelGateway/GetCapabilities',
+            '/marketing.gateway.v1.ChannelGatewayService/GetCapabilities',
             marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.GetCapabilitiesRequest.SerializeToString,
             marketing_dot_gateway_dot_v1_dot_channel__gateway__pb2.GetCapabilitiesResponse.FromString,
             options,

@@ -845,7 +845,7 @@ class ProfileCore:
             else None
         )
         return (
-            event.event_id, event.external_id, event.event_type, event.ts_ms, event.value,
+            event.event_id, event.external_id, event.event_type, int(event.ts_ms), event.value,
             properties,
         )
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Float, Numeric, and_, case, cast, delete, func, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from services.common.profile_tables import computed_traits, event_type_counts, events
@@ -235,9 +236,9 @@ def refresh_users(
 ) -> int:
     """Recomputes the traits of ``user_ids`` only (after an ingested batch); returns users.
 
-    Six set statements whatever the number of users: each binds the whole id set as one
-    parameter (see ``store.in_set``), so a flush of thousands of events costs the same
-    handful of round trips as a single event.
+    A handful of set statements whatever the number of users: each binds the whole id set
+    as one parameter (see ``store.in_set``), so a flush of thousands of events costs the
+    same round trips as a single event.
     """
     ids = sorted(set(user_ids))
     if not ids:
@@ -250,12 +251,31 @@ def refresh_users(
     conn.execute(delete(computed_traits).where(users(computed_traits.c.user_id)))
     conn.execute(delete(event_type_counts).where(users(event_type_counts.c.user_id)))
     columns, query = _aggregate_select(config, as_of_ms, now_ms, users)
-    conn.execute(computed_traits.insert().from_select(columns, query))
+    _insert_or_replace(conn, computed_traits, ["user_id"], columns, query)
     columns, query = _counts_select(as_of_ms, now_ms, users)
-    conn.execute(event_type_counts.insert().from_select(columns, query))
+    _insert_or_replace(conn, event_type_counts, ["user_id", "event_type"], columns, query)
     if breakpoints is not None:
         _apply_scores(conn, breakpoints, users)
     return len(ids)
+
+
+def _insert_or_replace(conn: Connection, table, key: list[str], columns: list[str], query) -> None:
+    """INSERT .. SELECT of freshly computed rows, replacing rows of the same key.
+
+    The rows were just deleted, but on PostgreSQL another transaction refreshing the same
+    users (a stream's background refresh beside a unary ingestion) may insert them before
+    this one commits; the conflict clause then overwrites instead of failing. SQLite runs
+    one writer at a time, so a plain insert cannot conflict there.
+    """
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert().from_select(columns, query))
+        return
+    stmt = postgresql.insert(table).from_select(columns, query)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=key, set_={c: stmt.excluded[c] for c in columns if c not in key}
+        )
+    )
 
 
 def recompute_all(conn: Connection, config: ProfileConfig, as_of_ms: int, now_ms: int) -> dict:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.profile_tables import computed_traits, events, profiles
+from services.profile import traits
 from services.profile.config import DAY_MS
 from services.profile.core import ERASURES_STREAM, EVENTS_STREAM, EventIn, Profile, ScoreIn
 from services.profile.traits import RFM_GRID, rfm_group
@@ -323,3 +327,33 @@ def test_list_profiles_pages_and_filters(core):
     assert [p.external_id for p in gold] == ["p1", "p3", "p5"]
     with core.engine.connect() as conn:
         assert conn.execute(select(profiles.c.id)).all().__len__() == 7
+
+
+def test_concurrent_refreshes_of_the_same_users_both_succeed(make_core, clock):
+    # Two transactions refresh one user's traits at once (a stream's background refresh
+    # beside a unary ingestion): the second waits for the first and then replaces its rows.
+    core = make_core(rfm_window_days=0)
+    now = int(clock.now_s * 1000)
+    core.ingest_events(
+        [purchase("c1", "twice", now - 1000, 4.0), purchase("c2", "twice", now - 500, 6.0)]
+    )
+    user_id = core.get_profile("twice").user_id
+    errors = []
+
+    def second() -> None:
+        try:
+            with core.engine.begin() as conn:
+                traits.refresh_users(conn, [user_id], core.config, now, now)
+        except SQLAlchemyError as exc:  # reported below by the assertion
+            errors.append(exc)
+
+    with core.engine.begin() as conn:
+        traits.refresh_users(conn, [user_id], core.config, now, now)
+        other = threading.Thread(target=second)
+        other.start()
+        time.sleep(0.3)  # the second refresh is now waiting for this transaction
+    other.join(timeout=30)
+    assert errors == []
+    got = core.get_traits("twice")
+    assert got["traits"]["frequency"] == 2 and got["traits"]["monetary"] == 10.0
+    assert [c["count_total"] for c in got["event_counts"]] == [2]

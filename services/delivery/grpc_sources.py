@@ -1,4 +1,4 @@
-"""Production wiring of the read interfaces: the profile and segment services over gRPC."""
+"""Production wiring of the read and write interfaces: the profile and segment services over gRPC."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from typing import Any
 
 from pyroaring import BitMap
 
-from services.common.errors import Unavailable
 from services.delivery.sources import Contact
+from services.delivery.templates import TRAIT_NAMES
 
 _CHANNEL_ENUM = {"push": 1, "sms": 2, "email": 3, "wechat": 4, "in_app": 5, "webhook": 6,
                  "coupon": 7}
 BATCH = 1000  # the profile service's PROFILE_MAX_BATCH_ITEMS default
+# Traits have no batch RPC: this many GetTraits calls are kept in flight at once.
+TRAIT_CONCURRENCY = 64
+SNAPSHOT_BATCH = 10_000  # the segment service's largest StreamSnapshotMembers batch
 
 
 def _value(value) -> Any:
@@ -26,8 +29,19 @@ def _value(value) -> Any:
     return getattr(value, kind)
 
 
+def _enum_label(enum_type, number: int, prefix: str) -> str | None:
+    """``RFM_GROUP_CHAMPIONS`` -> ``champions``, as the profile store writes it; None when
+    unspecified."""
+    if number == 0:
+        return None
+    return enum_type.Name(number).removeprefix(prefix).lower()
+
+
 class GrpcProfileDirectory:
-    """ProfileDirectory over the profile service: one batched RPC per 1,000 users."""
+    """ProfileDirectory over the profile service: one batched RPC per 1,000 users
+    (BatchGetContactability, BatchGetProfiles); traits, which the profile API serves one user
+    at a time (GetTraits), are asked for only when a template uses them, with the calls
+    pipelined rather than made one after another."""
 
     def __init__(self, channel, timeout_s: float = 10.0):
         from marketing.profile.v1 import profile_service_pb2 as pb
@@ -44,12 +58,22 @@ class GrpcProfileDirectory:
 
     def resolve(self, external_ids: Sequence[str]) -> dict[str, int]:
         out = {}
-        ids = list(external_ids)
+        ids = list(dict.fromkeys(external_ids))
         for start in range(0, len(ids), BATCH):
             names = [f"profiles/{e}" for e in ids[start:start + BATCH]]
             for user in self._contactability(names=names):
                 if user.found:
                     out[user.name.partition("/")[2]] = user.user_id
+        return out
+
+    def external_ids(self, user_ids: Sequence[int]) -> dict[int, str]:
+        """External ids of internal ids (unknown users are absent), 1,000 per call."""
+        out: dict[int, str] = {}
+        ids = list(dict.fromkeys(int(u) for u in user_ids))
+        for start in range(0, len(ids), BATCH):
+            for u in self._contactability(user_ids=ids[start:start + BATCH], channels=[1]):
+                if u.found:
+                    out[u.user_id] = u.name.partition("/")[2]
         return out
 
     def contactability(self, user_ids: Sequence[int], channel: str) -> dict[int, Contact]:
@@ -90,14 +114,39 @@ class GrpcProfileDirectory:
                                             if k in names}
         return out
 
+    def _traits(self, external_ids: Sequence[str], names: set[str]) -> dict[str, dict]:
+        pb = self.pb
+        out: dict[str, dict] = {}
+        ids = list(external_ids)
+        for start in range(0, len(ids), TRAIT_CONCURRENCY):
+            futures = [(e, self.stub.GetTraits.future(pb.GetTraitsRequest(name=f"profiles/{e}"),
+                                                      timeout=self.timeout_s))
+                       for e in ids[start:start + TRAIT_CONCURRENCY]]
+            for external_id, future in futures:
+                t = future.result().traits
+                values = {
+                    "recency_days": t.recency_days if t.HasField("recency_days") else None,
+                    "frequency": t.frequency, "monetary": t.monetary, "r_score": t.r_score,
+                    "f_score": t.f_score, "m_score": t.m_score,
+                    "rfm_group": _enum_label(pb.RfmGroup, t.rfm_group, "RFM_GROUP_"),
+                    "lifecycle_stage": _enum_label(pb.LifecycleStage, t.lifecycle_stage,
+                                                   "LIFECYCLE_STAGE_"),
+                }
+                out[external_id] = {k: v for k, v in values.items() if k in names}
+        return out
+
     def template_attributes(self, user_ids: Sequence[int], names: Iterable[str]
                             ) -> dict[int, dict[str, Any]]:
         wanted = set(names)
         if not wanted:
             return {uid: {} for uid in user_ids}
-        contacts = self.contactability(user_ids, "push")
-        by_external = self._attributes([c.external_id for c in contacts.values()], wanted)
-        return {uid: by_external.get(c.external_id, {}) for uid, c in contacts.items()}
+        external = self.external_ids(user_ids)
+        values = self._attributes(list(external.values()), wanted - TRAIT_NAMES)
+        traits = wanted & TRAIT_NAMES
+        if traits:
+            for external_id, found in self._traits(list(external.values()), traits).items():
+                values.setdefault(external_id, {}).update(found)
+        return {uid: values.get(e, {}) for uid, e in external.items()}
 
     def attribute_names(self) -> set[str]:
         names, token = set(), ""
@@ -105,28 +154,76 @@ class GrpcProfileDirectory:
             response = self.stub.ListAttributes(
                 self.pb.ListAttributesRequest(page_size=500, page_token=token),
                 timeout=self.timeout_s)
-            names.update(a.name for a in response.attributes)
+            names.update(a.name.removeprefix("attributes/") for a in response.attributes)
             token = response.next_page_token
             if not token:
                 return names
 
 
-class GrpcSegmentSource:
-    """AudienceSource over the segment service's snapshot RPC."""
+class GrpcConsentWriter:
+    """ConsentWriter over the profile service. The profile API records consent and device
+    flags per user (UpdateConsent; UpdateProfile with an update mask) and has no batch form,
+    so each change is one call; the calls are pipelined and all must succeed (a failure
+    raises, and the outcome intake keeps the changes for its retry pass)."""
 
-    def __init__(self, channel, timeout_s: float = 60.0):
-        self.channel = channel
+    def __init__(self, channel, timeout_s: float = 10.0, concurrency: int = 32):
+        from marketing.profile.v1 import profile_service_pb2 as pb
+        from marketing.profile.v1 import profile_service_pb2_grpc as pb_grpc
+
+        self.pb = pb
+        self.stub = pb_grpc.ProfileServiceStub(channel)
+        self.timeout_s = timeout_s
+        self.concurrency = concurrency
+
+    def _call(self, change):
+        from google.protobuf import field_mask_pb2, timestamp_pb2
+
+        pb = self.pb
+        name = f"profiles/{change.external_id}"
+        when = timestamp_pb2.Timestamp()
+        when.FromMilliseconds(change.ts_ms)
+        if change.kind == "unsubscribed":
+            request = pb.UpdateConsentRequest(name=name, consents=[pb.Consent(
+                channel=_CHANNEL_ENUM.get(change.channel, 0), subscribed=False,
+                source=change.source[:128], update_time=when)])
+            return self.stub.UpdateConsent.future(request, timeout=self.timeout_s)
+        flag = ("notifications_disabled" if change.kind == "notification_disabled"
+                else "app_uninstalled")
+        profile = pb.Profile(name=name, **{flag: True})
+        request = pb.UpdateProfileRequest(profile=profile,
+                                          update_mask=field_mask_pb2.FieldMask(paths=[flag]))
+        return self.stub.UpdateProfile.future(request, timeout=self.timeout_s)
+
+    def apply(self, changes) -> None:
+        todo = [c for c in changes if c.external_id]
+        for start in range(0, len(todo), self.concurrency):
+            for future in [self._call(c) for c in todo[start:start + self.concurrency]]:
+                future.result()
+
+
+class GrpcSegmentSource:
+    """AudienceSource over the segment service: a send takes a new versioned snapshot of the
+    segment (CreateSnapshot) and streams its members (StreamSnapshotMembers) into a bitmap of
+    internal ids."""
+
+    def __init__(self, channel, timeout_s: float = 120.0):
+        from marketing.segment.v1 import segment_service_pb2 as pb
+        from marketing.segment.v1 import segment_service_pb2_grpc as pb_grpc
+
+        self.pb = pb
+        self.stub = pb_grpc.SegmentServiceStub(channel)
         self.timeout_s = timeout_s
 
     def snapshot(self, segment: str) -> BitMap:
-        try:
-            from marketing.segment.v1 import segment_service_pb2 as pb
-            from marketing.segment.v1 import segment_service_pb2_grpc as pb_grpc
-        except ImportError as exc:
-            raise Unavailable("the segment service contract is not available") from exc
-        stub = pb_grpc.SegmentServiceStub(self.channel)
-        request_type = getattr(pb, "GetSegmentSnapshotRequest", None)
-        if request_type is None:
-            raise Unavailable("the segment service has no snapshot RPC")
-        response = stub.GetSegmentSnapshot(request_type(name=segment), timeout=self.timeout_s)
-        return BitMap.deserialize(response.bitmap)
+        snap = self.stub.CreateSnapshot(self.pb.CreateSnapshotRequest(parent=segment),
+                                        timeout=self.timeout_s).snapshot
+        return self.members(snap.name)
+
+    def members(self, snapshot_name: str) -> BitMap:
+        """The members of one stored snapshot (``segments/{id}/snapshots/{version}``)."""
+        out = BitMap()
+        request = self.pb.StreamSnapshotMembersRequest(name=snapshot_name,
+                                                       batch_size=SNAPSHOT_BATCH)
+        for batch in self.stub.StreamSnapshotMembers(request, timeout=self.timeout_s):
+            out.update(m.user_id for m in batch.members)
+        return out

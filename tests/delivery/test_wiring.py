@@ -1,0 +1,93 @@
+"""Delivery's gRPC wiring against the real profile and segment servers on loopback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from marketing.common.v1 import common_pb2 as cpb
+from marketing.profile.v1 import profile_service_pb2 as ppb
+from marketing.profile.v1 import profile_service_pb2_grpc as ppb_grpc
+from marketing.segment.v1 import segment_service_pb2 as spb
+from marketing.segment.v1 import segment_service_pb2_grpc as spb_grpc
+from services.common.testing import channel
+from services.delivery import caps as caps_mod
+from services.delivery.core import DeliveryCore
+from services.delivery.gateways import RecordingSink, Router
+from services.delivery.grpc_sources import (
+    GrpcConsentWriter,
+    GrpcProfileDirectory,
+    GrpcSegmentSource,
+)
+from services.delivery.outcomes import ConsentChange
+from services.delivery.store import Store, open_engine
+from tests.delivery.conftest import approved_plan, spec, touch
+from tests.delivery.grpc_world import create_segment, ingest, live_suite, seed_users
+
+
+@pytest.fixture
+def suite(tmp_path, embedded_redis_url):
+    with live_suite(tmp_path, embedded_redis_url) as running:
+        seed_users(running["profile"]["address"], 6,
+                   city_of=lambda i: "Paris" if i % 2 else "Rome")
+        yield running
+
+
+def test_segment_snapshot_is_taken_at_send_time_through_create_and_stream(suite):
+    segment = create_segment(suite["segment"]["address"], 'city = "Paris"')
+    source = GrpcSegmentSource(channel(suite["segment"]["address"], "service"))
+    assert list(source.snapshot(segment)) == [1, 3, 5]
+    # A later send sees who is in the segment then: a new snapshot version each time.
+    ppb_grpc.ProfileServiceStub(channel(suite["profile"]["address"], "admin")).CreateProfile(
+        ppb.CreateProfileRequest(profile=ppb.Profile(
+            external_id="u7", attributes={"city": cpb.Value(string_value="Paris")})))
+    assert list(source.snapshot(segment)) == [1, 3, 5, 7]
+    listed = spb_grpc.SegmentServiceStub(channel(suite["segment"]["address"], "operator")) \
+        .ListSnapshots(spb.ListSnapshotsRequest(parent=segment)).snapshots
+    assert [s.version for s in listed] == [2, 1]
+
+
+def test_profile_directory_reads_contactability_attributes_and_traits_in_batches(suite):
+    directory = GrpcProfileDirectory(channel(suite["profile"]["address"], "service"))
+    assert directory.resolve(["u2", "u9", "u2"]) == {"u2": 2}
+    assert {"first_name", "city"} <= directory.attribute_names()
+    contacts = directory.contactability([1, 2, 99], "push")
+    assert set(contacts) == {1, 2} and contacts[1].consent is True
+    assert contacts[2].external_id == "u2" and contacts[2].time_zone == "UTC"
+    ingest(suite["profile"]["address"], [("e1", "u1", "purchase", 30.0),
+                                         ("e2", "u1", "purchase", 12.5)])
+    attrs = directory.template_attributes([1, 2], {"first_name", "frequency", "monetary"})
+    assert attrs[1]["first_name"] == "Name1" and attrs[2]["first_name"] == "Name2"
+    assert attrs[1]["frequency"] == 2 and attrs[1]["monetary"] == pytest.approx(42.5)
+    assert attrs[2]["frequency"] == 0
+
+
+def test_consent_writer_updates_the_profile_service(suite):
+    directory = GrpcProfileDirectory(channel(suite["profile"]["address"], "service"))
+    writer = GrpcConsentWriter(channel(suite["profile"]["address"], "service"))
+    now = int(time.time() * 1000)
+    # The profile service ignores a consent change older than the stored choice.
+    writer.apply([ConsentChange(1, "u1", "push", "unsubscribed", now - 86_400_000, "test"),
+                  ConsentChange(2, "u2", "push", "unsubscribed", now, "test"),
+                  ConsentChange(3, "u3", "push", "notification_disabled", now, "test"),
+                  ConsentChange(4, "u4", "push", "uninstalled", now, "test")])
+    contacts = directory.contactability([1, 2, 3, 4], "push")
+    assert contacts[1].consent is True and contacts[2].consent is False
+    assert contacts[3].notifications_disabled and not contacts[1].notifications_disabled
+    assert contacts[4].app_uninstalled
+
+
+def test_a_segment_touch_sends_through_the_grpc_sources(suite, tmp_path, embedded_redis_url):
+    segment = create_segment(suite["segment"]["address"], 'city = "Paris"')
+    store = Store(open_engine(f"sqlite:///{tmp_path / 'delivery-core.db'}"))
+    guard = caps_mod.CapGuard(redis.Redis.from_url(embedded_redis_url), caps_mod.DEFAULT_RULES)
+    guard.ensure_ready(store.engine)
+    core = DeliveryCore(store, guard, Router({}, RecordingSink(store)),
+                        GrpcProfileDirectory(channel(suite["profile"]["address"], "service")),
+                        GrpcSegmentSource(channel(suite["segment"]["address"], "service")))
+    plan = approved_plan(core, spec([touch(segment=segment, body="Hi {{ first_name }}")]))
+    funnel = core.run_due(plan_id=plan.id, wait_for_leases=True)
+    assert (funnel.audience, funnel.sent) == (3, 3)
+    assert core.preview(plan.id, "t1", "u3")["body"] == "Hi Name3"

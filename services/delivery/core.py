@@ -25,6 +25,12 @@ from services.common.errors import (
     Unavailable,
 )
 from services.delivery import model
+from services.delivery.experiments import (
+    ARM_CONTROL,
+    Experiments,
+    ExperimentSpec,
+    validate_experiment,
+)
 from services.delivery.caps import CapGuard, CapRequest, RateLimiter, _zone, calendar_bucket
 from services.delivery.gateways import (
     ACCEPTED,
@@ -42,6 +48,8 @@ from services.delivery.templates import CompiledContent, RenderError, compile_co
 log = logging.getLogger(__name__)
 
 APPROVER_ROLES = frozenset({"approver"})
+RACE_RECHECK_MS = 60_000  # how often rows waiting for a race winner look again
+RACE_PENDING = "race_pending"
 LOCAL_DUE_LEAD_MS = 14 * 3_600_000  # the earliest zone (UTC+14) reaches a wall-clock first
 CRON_HORIZON_MS = 86_400_000  # cron occurrences are materialized a day ahead (reservations)
 
@@ -113,6 +121,33 @@ def quiet_until(contact: Contact, at_ms: int) -> int | None:
     return int(target.timestamp() * 1000)
 
 
+def follow_up_spec(data: dict[str, Any]):
+    """A stored follow-up path (with its ``touch_id``) as a ``followups.FollowUpSpec``."""
+    from services.delivery.followups import FollowUpSpec
+
+    return FollowUpSpec(**{k: v for k, v in data.items() if k != "touch_id"})
+
+
+# Internal field names of the trigger, experiment and follow-up checks -> the proto's names.
+_WIRE_NAMES = {
+    ".within": ".within_seconds", ".delay": ".delay_seconds",
+    ".not_event_type": ".absent_event_type", ".segment": ".entered_segment",
+    ".window": ".observation_window_seconds", ".min_samples": ".min_samples_per_variant",
+    ".variants.share": ".variants", ".share": ".split_percent", ".wait": ".wait_seconds",
+    ".spacing": ".repeat_spacing_seconds", ".max_retries": ".max_repeats",
+    ".retry_touch_id": ".unconverted_touch_id", ".next_touch_id": ".converted_next_touch_id",
+    ".handover_plan_id": ".converted_handover_plan",
+    ".handover_touch_id": ".converted_handover_touch_id",
+}
+
+
+def _wire_name(field: str) -> str:
+    for internal, wire in _WIRE_NAMES.items():
+        if field.endswith(internal):
+            return field[: -len(internal)] + wire
+    return field
+
+
 def local_due_ms(wallclock: str, time_zone: str) -> int:
     local = model.parse_local_time(wallclock).replace(tzinfo=_zone(time_zone))
     return int(local.timestamp() * 1000)
@@ -134,8 +169,9 @@ class DeliveryCore:
         base = self.config.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.worker_id = f"{base}-{uuid.uuid4().hex[:6]}"
         self.clock = store.clock
-        self._compiled: dict[tuple[int, str, str], CompiledContent] = {}
+        self._compiled: dict[tuple, CompiledContent] = {}
         self._lock = threading.Lock()
+        self.experiments = Experiments(store.engine, store.clock)
 
     # Validation ----------------------------------------------------------------------------
 
@@ -155,25 +191,105 @@ class DeliveryCore:
             if known is None:
                 known = self.directory.attribute_names()
             try:
-                self._compile_touch(touch, known, prefix)
+                self.compile_touch(touch, known, prefix)
             except InvalidArgument as exc:
                 violations.extend(exc.violations)
+            violations.extend(self._validate_effects(spec, i, touch, known))
+        violations.extend(self._validate_follow_ups(spec))
         if violations:
             raise InvalidArgument(violations=violations)
 
+    def _validate_effects(self, spec: model.PlanSpec, i: int, touch: model.Touch,
+                          known) -> list[tuple[str, str]]:
+        """The trigger and the experiment of one touch, fields named as on the wire."""
+        from services.delivery.triggers import TriggerSpec, validate_trigger
+
+        out: list[tuple[str, str]] = []
+        prefix = f"touches[{i}]"
+        if touch.trigger:
+            try:
+                trig = TriggerSpec.from_dict(touch.trigger)
+            except (TypeError, ValueError) as exc:
+                return [(f"{prefix}.trigger", f"is not a trigger: {exc}")]
+            out += [(_wire_name(f), d) for f, d in
+                    validate_trigger(trig, spec, touch.touch_id, f"{prefix}.trigger")]
+        if touch.experiment:
+            try:
+                exp = self.experiment_spec(spec, touch)
+            except (TypeError, ValueError) as exc:
+                return out + [(f"{prefix}.experiment", f"is not an experiment: {exc}")]
+            out += [(_wire_name(f), d) for f, d in
+                    validate_experiment(exp, spec, touch.touch_id, f"{prefix}.experiment")
+                    if not f.endswith(".control_percent")]
+            for j, variant in enumerate(exp.variants):
+                try:
+                    self.compile_touch(self.experiments.apply_variant(touch, variant), known,
+                                       f"{prefix}.experiment.variants[{j}].content")
+                except InvalidArgument as exc:
+                    out += exc.violations
+        return out
+
     @staticmethod
-    def _compile_touch(touch: model.Touch, known: Iterable[str], prefix: str) -> CompiledContent:
+    def _validate_follow_ups(spec: model.PlanSpec) -> list[tuple[str, str]]:
+        from services.delivery.followups import validate_followup
+
+        out: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for i, data in enumerate(spec.follow_ups):
+            prefix = f"follow_ups[{i}]"
+            touch_id = data.get("touch_id", "")
+            if touch_id in seen:
+                out.append((f"{prefix}.after_touch_id", "one follow-up path per touch"))
+            seen.add(touch_id)
+            follow = follow_up_spec(data)
+            out += [(_wire_name(f.replace(f"{prefix}.touch_id", f"{prefix}.after_touch_id")), d)
+                    for f, d in validate_followup(follow, spec, touch_id, prefix)]
+        return out
+
+    @staticmethod
+    def experiment_spec(spec: model.PlanSpec, touch: model.Touch) -> ExperimentSpec:
+        """A touch's experiment with the plan's control group."""
+        return ExperimentSpec.from_dict({**touch.experiment,
+                                         "control_percent": spec.control_percent})
+
+    def _sync_effects(self, plan: model.Plan) -> None:
+        """Stores a saved plan's experiments, triggers and follow-up rules where the workers
+        read them (replacing what an earlier version of the plan declared)."""
+        from services.delivery.tables_effects import followup_rules, triggers
+
+        ts = self.clock()
+        spec = plan.spec
+        with self.store.engine.begin() as conn:
+            conn.execute(triggers.delete().where(triggers.c.plan_id == plan.id))
+            conn.execute(followup_rules.delete().where(followup_rules.c.plan_id == plan.id))
+            trigger_rows = [{"plan_id": plan.id, "touch_id": t.touch_id, "spec": t.trigger,
+                             "updated_ms": ts} for t in spec.touches if t.trigger]
+            if trigger_rows:
+                conn.execute(triggers.insert(), trigger_rows)
+            rule_rows = [{"plan_id": plan.id, "touch_id": f["touch_id"],
+                          "spec": dataclasses.asdict(follow_up_spec(f)), "updated_ms": ts}
+                         for f in spec.follow_ups]
+            if rule_rows:
+                conn.execute(followup_rules.insert(), rule_rows)
+        with_experiment = [t for t in spec.touches if t.experiment]
+        self.experiments.forget(plan.id, keep=[t.touch_id for t in with_experiment])
+        for touch in with_experiment:
+            self.experiments.save(plan, touch.touch_id, self.experiment_spec(spec, touch))
+
+    @staticmethod
+    def compile_touch(touch: model.Touch, known: Iterable[str], prefix: str) -> CompiledContent:
+        """Compiles a touch's templates (sandboxed), checking variables against ``known``."""
         parts = {"title": touch.content.title, "body": touch.content.body,
                  "subject": touch.content.subject}
         return compile_content(touch.channel, parts, touch.content.defaults, known, prefix)
 
-    def compiled(self, plan: model.Plan, touch: model.Touch) -> CompiledContent:
-        key = (plan.id, touch.touch_id, plan.content_hash)
+    def compiled(self, plan: model.Plan, touch: model.Touch, variant: str = "") -> CompiledContent:
+        key = (plan.id, touch.touch_id, plan.content_hash, variant)
         with self._lock:
             cached = self._compiled.get(key)
         if cached is None:
-            cached = self._compile_touch(touch, self.directory.attribute_names(),
-                                         f"touches[{touch.touch_id}].content")
+            cached = self.compile_touch(touch, self.directory.attribute_names(),
+                                        f"touches[{touch.touch_id}].content")
             with self._lock:
                 self._compiled[key] = cached
         return cached
@@ -182,7 +298,9 @@ class DeliveryCore:
 
     def create_plan(self, spec: model.PlanSpec, actor: str) -> model.Plan:
         self.validate(spec)
-        return self.store.create_plan(spec, actor)
+        plan = self.store.create_plan(spec, actor)
+        self._sync_effects(plan)
+        return plan
 
     def get_plan(self, plan_id: int) -> model.Plan:
         return self.store.get_plan(plan_id)
@@ -207,6 +325,8 @@ class DeliveryCore:
                                       reason="content changed")
         if before.state in (State.SCHEDULED, State.PAUSED, State.APPROVED):
             self.store.cancel_pending_occurrences(plan_id)
+        if plan.content_hash != before.content_hash:
+            self._sync_effects(plan)
         return plan
 
     def delete_plan(self, plan_id: int, actor: str) -> None:
@@ -318,6 +438,8 @@ class DeliveryCore:
         """(key, due ms, local wall-clock) of the touch's runs due by ``now`` + horizon."""
         s = touch.schedule
         start = plan.spec.start_ms
+        if s.kind == "trigger":
+            return []  # sent by the trigger engine when its event comes, never in batch
         if s.kind == "now":
             return [("once", max(now, start), None)]
         if s.kind == "at":
@@ -454,7 +576,7 @@ class DeliveryCore:
             chunk = audience[start:start + size]
             claimed = self.store.claim_new(occ, list(chunk), self.worker_id, self.config.lease_ms)
             if claimed:
-                funnel.add(self._process(plan, touch, occ, compiled, claimed))
+                funnel.add(self.process_claimed(plan, touch, occ, claimed, compiled))
         while True:
             if stop is not None and stop.is_set():
                 return funnel
@@ -463,7 +585,8 @@ class DeliveryCore:
             rows = self.store.claim_due(self.worker_id, self.config.lease_ms, size,
                                         occurrence_id=occ.id)
             if rows:
-                funnel.add(self._process(plan, touch, occ, compiled, [r[:2] for r in rows]))
+                funnel.add(self.process_claimed(plan, touch, occ, [r[:2] for r in rows],
+                                                compiled))
                 continue
             open_rows = self.store.occurrence_open_rows(occ.id)
             if open_rows == 0:
@@ -503,7 +626,7 @@ class DeliveryCore:
                     self._settle_unsendable(plan, claimed)
                     continue
                 touch = plan.touch(occ.touch_id)
-                funnel.add(self._process(plan, touch, occ, self.compiled(plan, touch), claimed))
+                funnel.add(self.process_claimed(plan, touch, occ, claimed))
 
     def _settle_unsendable(self, plan: model.Plan, claimed: list) -> None:
         """Rows of a cancelled plan end suppressed; rows of a paused plan wait a minute."""
@@ -596,8 +719,74 @@ class DeliveryCore:
                         slot[rule.name] = slot.get(rule.name, 0) + 1
         return out
 
+    def process_claimed(self, plan: model.Plan, touch: model.Touch, occ,
+                        claimed: Sequence[tuple[int, int]],
+                        compiled: CompiledContent | None = None,
+                        pending_to_leader: bool = False) -> Funnel:
+        """Decides and sends claimed ledger rows (send id, user id) of one occurrence.
+
+        Before any guard, a touch with an experiment or a plan with a control group splits
+        the rows: control users end suppressed with reason ``control_group`` (and take no
+        cap slot); each variant's users get the variant's copy and channel, with the variant
+        recorded in the ledger; users of an open copy race outside its exploration slice wait
+        (deferred, reason ``race_pending``) for the winner, or, for triggered sends that
+        cannot wait (``pending_to_leader``), get the current leader. Assignments are stored,
+        so a deferred or retried row is resent the user's own variant."""
+        funnel = Funnel()
+        exp = self.experiments.find(plan.id, touch.touch_id)
+        users = [uid for _, uid in claimed]
+        if exp is None and plan.spec.control_percent <= 0:
+            return self._process(plan, touch, occ, compiled or self.compiled(plan, touch),
+                                 claimed)
+        if exp is None:
+            assigned = self.experiments.assign_holdout(plan.id, touch.touch_id, users,
+                                                       plan.spec.control_percent)
+        else:
+            if exp.spec.mode == "race" and exp.state == "open":
+                exp = self.evaluate_race(plan.id, touch.touch_id)
+            assigned = self.experiments.assign(plan.id, touch.touch_id, users,
+                                               pending_to_leader=pending_to_leader)
+        groups: dict[str, list[tuple[int, int]]] = {}
+        held: list[dict[str, Any]] = []
+        now = self.clock()
+        for send_id, uid in claimed:
+            a = assigned[uid]
+            if a.arm == ARM_CONTROL:
+                held.append({"id": send_id, "status": "suppressed", "reason": "control_group"})
+                funnel.remove("control_group")
+            elif a.variant is None:
+                due = min(now + RACE_RECHECK_MS,
+                          max(now, (exp.started_ms or now) + exp.spec.window_s * 1000))
+                held.append({"id": send_id, "status": "deferred", "reason": RACE_PENDING,
+                             "not_before_ms": max(due, now + 1000)})
+                funnel.defer(RACE_PENDING)
+            else:
+                groups.setdefault(a.variant, []).append((send_id, uid))
+        self.store.mark(held, self.worker_id)
+        for variant, rows in groups.items():
+            if not variant:
+                funnel.add(self._process(plan, touch, occ,
+                                         compiled or self.compiled(plan, touch), rows))
+                continue
+            vtouch = self.experiments.variant_touch(plan.id, touch, variant)
+            vocc = occ
+            if vtouch.channel != occ.channel:
+                vocc = types.SimpleNamespace(**dict(occ._mapping))
+                vocc.channel = vtouch.channel
+            funnel.add(self._process(plan, vtouch, vocc, self.compiled(plan, vtouch, variant), rows,
+                                     variant=variant))
+        return funnel
+
+    def evaluate_race(self, plan_id: int, touch_id: str):
+        """Applies the race rule to the counts so far; once a winner is decided, the rows
+        that waited for it become due at once."""
+        exp = self.experiments.evaluate_race(plan_id, touch_id)
+        if exp.state == "decided":
+            self.store.release_waiting(plan_id, touch_id, RACE_PENDING)
+        return exp
+
     def _process(self, plan: model.Plan, touch: model.Touch, occ, compiled: CompiledContent,
-                 claimed: Sequence[tuple[int, int]]) -> Funnel:
+                 claimed: Sequence[tuple[int, int]], variant: str = "") -> Funnel:
         """Decides and sends one claimed batch; every row ends marked (or released)."""
         funnel = Funnel()
         now = self.clock()
@@ -650,7 +839,8 @@ class DeliveryCore:
                 decisions = self.caps.check_and_count(requests, now)
             except Unavailable:
                 # Fail closed: nothing of this batch is sent; the claims go back for later.
-                self.store.mark([u for u in updates], self.worker_id)
+                self.store.mark([{**u, "variant_id": variant} for u in updates],
+                                self.worker_id)
                 self.store.release([i for i, _, _ in passing], self.worker_id)
                 raise
             sendable = []
@@ -663,6 +853,9 @@ class DeliveryCore:
                     funnel.remove(decision.reason.split(":")[0])
             funnel.sent += self._send(plan, touch, occ, sendable, rendered, rows, updates, now,
                                       funnel)
+        if variant:
+            for u in updates:
+                u["variant_id"] = variant
         self.store.mark(updates, self.worker_id)
         return funnel
 
@@ -702,7 +895,7 @@ class DeliveryCore:
             base = {"id": send_id, "attempts": attempts, "counted_ms": now,
                     "time_zone": contact.time_zone}
             if result.status in (ACCEPTED, DUPLICATE):
-                updates.append({**base, "status": "sent", "reason": None,
+                updates.append({**base, "status": "sent", "reason": None, "sent_ms": now,
                                 "gateway_message_id": result.vendor_message_id or None})
                 sent += 1
             elif result.status == REJECTED or attempts >= self.config.max_attempts:

@@ -15,8 +15,9 @@ Copy race rule (documented contract):
    The first variant whose probability reaches ``prob_best`` (0.95 by default) wins
    ("significant").
 5. When the observation window ends without a winner, the fallback applies
-   ("deadline_fallback"): ``best_mean`` takes the variant with the highest posterior mean,
-   ``first_variant`` the first variant (the control copy).
+   ("deadline_fallback"): ``fallback_variant`` when one is named, else ``best_mean`` takes the
+   variant with the highest posterior mean, ``first_variant`` the first variant (the control
+   copy).
 
 Bandit mode draws one sample per variant from the same posteriors for each new user and
 gives the user the variant with the highest draw (Thompson sampling), so long-running
@@ -42,7 +43,7 @@ from sqlalchemy.engine import Engine
 
 from services.common.errors import InvalidArgument, NotFound
 from services.delivery import model
-from services.delivery.store import _insert
+from services.delivery.store import dialect_insert
 from services.delivery.tables import sends
 from services.delivery.tables_effects import assignments, experiments, outcomes
 
@@ -85,6 +86,7 @@ class ExperimentSpec:
     min_samples: int = 1000
     prob_best: float = 0.95
     fallback: str = "best_mean"
+    fallback_variant: str = ""
     mc_draws: int = 20_000
     seed: int = 0
 
@@ -152,6 +154,8 @@ def validate_experiment(spec: ExperimentSpec, plan: model.PlanSpec, touch_id: st
             errors.append((f"{prefix}.prob_best", "must be above 0.5 and below 1"))
         if spec.fallback not in FALLBACKS:
             errors.append((f"{prefix}.fallback", f"must be one of {', '.join(FALLBACKS)}"))
+        if spec.fallback_variant and spec.fallback_variant not in seen:
+            errors.append((f"{prefix}.fallback_variant_id", "is not one of the variants"))
     if spec.mode in ("race", "bandit") and not 100 <= spec.mc_draws <= 1_000_000:
         errors.append((f"{prefix}.mc_draws", "must be between 100 and 1000000"))
     return errors
@@ -253,7 +257,9 @@ def decide_race(spec: ExperimentSpec, successes: Sequence[int], trials: Sequence
     if n.min() >= spec.min_samples and probs.max() >= spec.prob_best:
         return RaceDecision(int(probs.argmax()), "significant", tuple(probs.tolist()))
     if now_ms >= started_ms + spec.window_s * 1000:
-        if spec.fallback == "first_variant":
+        if spec.fallback_variant in spec.variant_ids:
+            winner = spec.variant_ids.index(spec.fallback_variant)
+        elif spec.fallback == "first_variant":
             winner = 0
         else:
             winner = int(((1 + s) / (2 + n)).argmax())
@@ -357,7 +363,7 @@ class Experiments:
         row = {"plan_id": plan.id, "touch_id": touch_id, "mode": spec.mode,
                "spec": spec.to_dict(), "state": "open", "updated_ms": ts}
         with self.engine.begin() as conn:
-            stmt = _insert(conn, experiments).values(**row)
+            stmt = dialect_insert(conn, experiments).values(**row)
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[experiments.c.plan_id, experiments.c.touch_id],
                 set_={"mode": spec.mode, "spec": spec.to_dict(), "updated_ms": ts},
@@ -435,7 +441,7 @@ class Experiments:
                          "variant": variant, "arm": ARM_NAMES[a], "assigned_ms": now})
         if rows:
             with self.engine.begin() as conn:
-                conn.execute(_insert(conn, assignments).on_conflict_do_nothing(), rows)
+                conn.execute(dialect_insert(conn, assignments).on_conflict_do_nothing(), rows)
                 # A concurrent replica may have assigned some first: its choice stands.
                 stored = conn.execute(
                     select(assignments.c.user_id, assignments.c.variant, assignments.c.arm)
@@ -443,6 +449,44 @@ class Experiments:
                            assignments.c.user_id.in_([r["user_id"] for r in rows])))
                 out.update({r.user_id: Assigned(r.user_id, r.variant, r.arm) for r in stored})
         return out
+
+    def assign_holdout(self, plan_id: int, touch_id: str, user_ids: Sequence[int],
+                       control_percent: float) -> dict[int, Assigned]:
+        """Groups of a touch without an experiment but with a control group: held back by
+        hash (arm ``control``) or contacted with the touch's own copy (arm ``split``, variant
+        ""). Stored like experiment assignments, so uplift and attribution read one table."""
+        users = list(dict.fromkeys(int(u) for u in user_ids))
+        if not users:
+            return {}
+        now = self.clock()
+        control = in_control(users, plan_id, touch_id, control_percent)
+        rows = [{"plan_id": plan_id, "touch_id": touch_id, "user_id": uid, "variant": "",
+                 "arm": ARM_CONTROL if held else ARM_SPLIT, "assigned_ms": now}
+                for uid, held in zip(users, control.tolist())]
+        with self.engine.begin() as conn:
+            conn.execute(dialect_insert(conn, assignments).on_conflict_do_nothing(), rows)
+            stored = conn.execute(
+                select(assignments.c.user_id, assignments.c.variant, assignments.c.arm)
+                .where(assignments.c.plan_id == plan_id, assignments.c.touch_id == touch_id,
+                       assignments.c.user_id.in_(users)))
+            return {r.user_id: Assigned(r.user_id, r.variant, r.arm) for r in stored}
+
+    def open_races(self, plan_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(plan, touch) of the undecided races of these plans."""
+        if not plan_ids:
+            return []
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(experiments.c.plan_id, experiments.c.touch_id).where(
+                    experiments.c.plan_id.in_(list(plan_ids)), experiments.c.mode == "race",
+                    experiments.c.state == "open"))]
+
+    def forget(self, plan_id: int, keep: Sequence[str] = ()) -> None:
+        """Drops the experiments of a plan's touches not in ``keep`` that never started."""
+        with self.engine.begin() as conn:
+            conn.execute(experiments.delete().where(
+                experiments.c.plan_id == plan_id, experiments.c.started_ms.is_(None),
+                experiments.c.touch_id.not_in(list(keep))))
 
     def counts(self, plan_id: int, touch_id: str) -> tuple[dict[str, int], dict[str, int]]:
         """(successes, trials) by variant: users sent, and of those users with the metric's
@@ -542,7 +586,11 @@ class Experiments:
         exp = self.find(plan_id, touch.touch_id)
         if exp is None or not variant_id:
             return touch
-        variant = exp.spec.variants[exp.spec.variant_ids.index(variant_id)]
+        return self.apply_variant(touch, exp.spec.variants[exp.spec.variant_ids.index(variant_id)])
+
+    @staticmethod
+    def apply_variant(touch: model.Touch, variant: Variant) -> model.Touch:
+        """The touch with a variant's copy and channel over its own."""
         content = dataclasses.replace(
             touch.content, title=variant.title or touch.content.title,
             body=variant.body or touch.content.body,

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from services.common.errors import InvalidArgument
 from services.delivery import model
 from services.delivery.core import Funnel
-from services.delivery.store import _insert
+from services.delivery.store import dialect_insert
 from services.delivery.tables import sends
 from services.delivery.tables_effects import followup_rules, followups, outcomes
 from services.delivery.triggers import Fire
@@ -84,7 +84,7 @@ class FollowUps:
         now = self.clock()
         data = dataclasses.asdict(spec)
         with self.engine.begin() as conn:
-            conn.execute(_insert(conn, followup_rules).values(
+            conn.execute(dialect_insert(conn, followup_rules).values(
                 plan_id=plan.id, touch_id=touch_id, spec=data, updated_ms=now
             ).on_conflict_do_update(
                 index_elements=[followup_rules.c.plan_id, followup_rules.c.touch_id],
@@ -105,7 +105,7 @@ class FollowUps:
             for (plan_id, touch_id), spec in rules.items():
                 first_sent = (
                     select(sends.c.plan_id, sends.c.touch_id, sends.c.user_id,
-                           func.min(sends.c.updated_ms).label("sent_ms"))
+                           func.min(sends.c.sent_ms).label("sent_ms"))
                     .where(sends.c.plan_id == plan_id, sends.c.touch_id == touch_id,
                            sends.c.status == "sent",
                            ~sends.c.occurrence_key.like("evt-fu-%"))
@@ -120,7 +120,7 @@ class FollowUps:
                     followups.c.plan_id == first_sent.c.plan_id,
                     followups.c.touch_id == first_sent.c.touch_id,
                     followups.c.user_id == first_sent.c.user_id).exists())
-                stmt = _insert(conn, followups).from_select(
+                stmt = dialect_insert(conn, followups).from_select(
                     ["plan_id", "touch_id", "user_id", "status", "attempts", "enrolled_ms",
                      "next_due_ms", "updated_ms"], source).on_conflict_do_nothing()
                 added += conn.execute(stmt).rowcount or 0

@@ -16,7 +16,8 @@ from services.common.errors import InvalidArgument
 GOAL_TYPES = ("acquire", "convert", "activate", "retain", "win_back")
 CATEGORIES = ("transactional", "marketing")
 CHANNELS = ("push", "sms", "email", "wechat", "in_app", "webhook", "coupon")
-SCHEDULE_KINDS = ("now", "at", "at_local", "cron")
+SCHEDULE_KINDS = ("now", "at", "at_local", "cron", "trigger")
+MAX_CONTROL_PERCENT = 50.0
 MAX_PRIORITY = 1000
 
 
@@ -65,7 +66,8 @@ class Schedule:
 
     ``now``: as soon as the plan is scheduled; ``at``: at ``at_ms``; ``at_local``: at the
     wall-clock ``local_time`` (``YYYY-MM-DDTHH:MM``) in each user's own time zone; ``cron``: at
-    every instant of ``cron`` in ``time_zone``, or in each user's zone when ``user_time_zone``.
+    every instant of ``cron`` in ``time_zone``, or in each user's zone when ``user_time_zone``;
+    ``trigger``: never by the batch scheduler, only when the touch's event trigger fires.
     """
 
     kind: str = "now"
@@ -84,6 +86,10 @@ class Touch:
     audience: Audience
     schedule: Schedule
     send_rate_per_s: int = 0
+    # The event trigger (``triggers.TriggerSpec`` as a dict) when the schedule kind is
+    # "trigger"; the content experiment (``experiments.ExperimentSpec`` as a dict), if any.
+    trigger: dict[str, Any] | None = None
+    experiment: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +107,13 @@ class PlanSpec:
     category: str
     owner: str
     touches: tuple[Touch, ...]
+    # Percent of each touch's audience withheld as the control group (0..50).
+    control_percent: float = 0.0
+    # Follow-up paths (``followups.FollowUpSpec`` as a dict plus ``touch_id``, the touch
+    # each follows).
+    follow_ups: tuple[dict[str, Any], ...] = ()
+    # How long after a send a goal event counts as its conversion; 0 for the default.
+    attribution_window_s: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,16 +166,33 @@ def spec_from_dict(data: dict[str, Any]) -> PlanSpec:
             ),
             schedule=Schedule(**t["schedule"]),
             send_rate_per_s=t.get("send_rate_per_s", 0),
+            trigger=t.get("trigger"), experiment=t.get("experiment"),
         )
         for t in data["touches"]
     )
-    fields = {k: v for k, v in data.items() if k != "touches"}
-    return PlanSpec(**fields, touches=touches)
+    fields = {k: v for k, v in data.items() if k not in ("touches", "follow_ups")}
+    return PlanSpec(**fields, touches=touches,
+                    follow_ups=tuple(data.get("follow_ups") or ()))
+
+
+# Fields added with triggers, experiments and follow-ups: left out of the hash while unset,
+# so the hash of a plan without them is what it was before they existed.
+_OPTIONAL_PLAN_FIELDS = ("control_percent", "follow_ups", "attribution_window_s")
+_OPTIONAL_TOUCH_FIELDS = ("trigger", "experiment")
 
 
 def content_hash(spec: PlanSpec) -> str:
-    """SHA-256 of the canonical JSON of the spec; an approval is bound to this value."""
-    canonical = json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
+    """SHA-256 of the canonical JSON of the spec (triggers, experiments, control group and
+    follow-ups included); an approval is bound to this value."""
+    data = spec_to_dict(spec)
+    for name in _OPTIONAL_PLAN_FIELDS:
+        if not data[name]:
+            del data[name]
+    for touch in data["touches"]:
+        for name in _OPTIONAL_TOUCH_FIELDS:
+            if not touch[name]:
+                del touch[name]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -199,6 +229,11 @@ def validate_spec(spec: PlanSpec) -> list[tuple[str, str]]:
         errors.append(("business_goal.target", "must not be negative"))
     if not spec.touches:
         errors.append(("touches", "a plan needs at least one touch"))
+    if not 0 <= spec.control_percent <= MAX_CONTROL_PERCENT:
+        errors.append(("control_group_percent",
+                       f"must be between 0 and {MAX_CONTROL_PERCENT:g} percent"))
+    if spec.attribution_window_s < 0:
+        errors.append(("business_goal.attribution_window_seconds", "must not be negative"))
     seen: set[str] = set()
     for i, touch in enumerate(spec.touches):
         prefix = f"touches[{i}]"
@@ -219,6 +254,9 @@ def validate_spec(spec: PlanSpec) -> list[tuple[str, str]]:
         if touch.channel == "webhook" and not touch.content.webhook_url:
             errors.append((f"{prefix}.content.webhook_url", "is required for the webhook channel"))
         errors.extend(_validate_schedule(spec, touch.schedule, f"{prefix}.schedule"))
+        if (touch.schedule.kind == "trigger") != bool(touch.trigger):
+            errors.append((f"{prefix}.trigger", "a touch has a trigger exactly when its "
+                           "schedule kind is 'trigger'"))
     return errors
 
 

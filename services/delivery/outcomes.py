@@ -6,7 +6,7 @@ id the gateway returned). Each (message, kind) is stored once: the unique key of
 
 Attribution rule (documented contract): a goal event of a plan (``PlanSpec.goal_event``) by a
 user converts that plan's message sent to the user within the attribution window before the
-event; with several, the last one sent gets the credit (``last_touch``, the default) or the
+event (the plan's ``attribution_window_s``, else the default of 7 days); with several, the last one sent gets the credit (``last_touch``, the default) or the
 first (``first_touch``). A control-group user of the plan converts the same way against the
 moment the user was held back, so contacted and control rates are comparable. Each message
 (or holdout) converts at most once; its revenue is the first converting event's value.
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from services.delivery.gateways import sign
 from services.delivery.sources import ProfileDirectory
-from services.delivery.store import _insert
+from services.delivery.store import dialect_insert
 from services.delivery.tables import plans, sends
 from services.delivery.tables_effects import assignments, outcomes
 
@@ -134,7 +134,7 @@ class OutcomeIntake:
                 "ts_ms": item.ts_ms or now, "value": item.value, "event_id": None,
                 "source": source[:64], "received_ms": now,
             })
-        fresh = self._insert(rows)
+        fresh = self.dialect_insert(rows)
         for key, i in row_index.items():
             results[i] = ItemResult(i, ACCEPTED if key in fresh else DUPLICATE)
         opt_outs = [r for r in rows if (r["message_key"], r["kind"]) in fresh
@@ -170,12 +170,12 @@ class OutcomeIntake:
                     out.setdefault(r.gateway_message_id, row)
         return out
 
-    def _insert(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    def dialect_insert(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
         """Inserts in one statement; returns the (message, kind) keys that were new."""
         if not rows:
             return set()
         with self.engine.begin() as conn:
-            stmt = (_insert(conn, outcomes).on_conflict_do_nothing()
+            stmt = (dialect_insert(conn, outcomes).on_conflict_do_nothing()
                     .returning(outcomes.c.message_key, outcomes.c.kind))
             return {tuple(r) for r in conn.execute(stmt, rows)}
 
@@ -343,27 +343,30 @@ class Attribution:
             return 0
         with self.engine.connect() as conn:
             goal_plans: dict[str, list[int]] = {}
-            for pid, goal in conn.execute(select(plans.c.id, plans.c.goal_event).where(
-                    plans.c.goal_event.in_(types), plans.c.deleted_ms.is_(None))):
+            windows: dict[int, int] = {}
+            for pid, goal, window_s in conn.execute(
+                    select(plans.c.id, plans.c.goal_event, plans.c.attribution_window_s).where(
+                        plans.c.goal_event.in_(types), plans.c.deleted_ms.is_(None))):
                 goal_plans.setdefault(goal, []).append(pid)
+                windows[pid] = window_s * 1000 if window_s else self.window_ms
             relevant = [e for e in events if e.event_type in goal_plans]
             if not relevant:
                 return 0
             plan_ids = sorted({p for ps in goal_plans.values() for p in ps})
             users = sorted({e.user_id for e in relevant})
-            lo = min(e.ts_ms for e in relevant) - self.window_ms
+            lo = min(e.ts_ms for e in relevant) - max(windows.values())
             hi = max(e.ts_ms for e in relevant)
             a = assignments
             sent = conn.execute(
                 select(sends.c.id, sends.c.plan_id, sends.c.touch_id, sends.c.user_id,
-                       sends.c.channel, sends.c.idempotency_key, sends.c.updated_ms,
+                       sends.c.channel, sends.c.idempotency_key, sends.c.sent_ms,
                        a.c.variant, a.c.arm)
                 .select_from(sends.outerjoin(a, and_(a.c.plan_id == sends.c.plan_id,
                                                      a.c.touch_id == sends.c.touch_id,
                                                      a.c.user_id == sends.c.user_id)))
                 .where(sends.c.plan_id.in_(plan_ids), sends.c.user_id.in_(users),
-                       sends.c.status == "sent", sends.c.updated_ms >= lo,
-                       sends.c.updated_ms <= hi)
+                       sends.c.status == "sent", sends.c.sent_ms >= lo,
+                       sends.c.sent_ms <= hi)
             ).all()
             held = conn.execute(
                 select(a.c.plan_id, a.c.touch_id, a.c.user_id, a.c.assigned_ms)
@@ -373,7 +376,7 @@ class Attribution:
         touches_by: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for r in sent:
             touches_by.setdefault((r.plan_id, r.user_id), []).append({
-                "key": r.idempotency_key, "touch_id": r.touch_id, "at": r.updated_ms,
+                "key": r.idempotency_key, "touch_id": r.touch_id, "at": r.sent_ms,
                 "channel": r.channel, "variant": r.variant or "", "arm": r.arm or "",
                 "send_id": r.id})
         for r in held:
@@ -386,7 +389,7 @@ class Attribution:
         for e in sorted(relevant, key=lambda e: e.ts_ms):
             for pid in goal_plans[e.event_type]:
                 window = [t for t in touches_by.get((pid, e.user_id), ())
-                          if e.ts_ms - self.window_ms <= t["at"] <= e.ts_ms]
+                          if e.ts_ms - windows[pid] <= t["at"] <= e.ts_ms]
                 if not window:
                     continue
                 pick = (max if self.rule == "last_touch" else min)(window, key=lambda t: t["at"])
@@ -400,5 +403,5 @@ class Attribution:
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            stmt = _insert(conn, outcomes).on_conflict_do_nothing().returning(outcomes.c.id)
+            stmt = dialect_insert(conn, outcomes).on_conflict_do_nothing().returning(outcomes.c.id)
             return len(conn.execute(stmt, list(rows.values())).all())

@@ -136,7 +136,7 @@ class EffectStats:
     def series(self, plan_id: int, bucket_ms: int = HOUR_MS) -> list[dict[str, Any]]:
         """Sends and outcomes per time bucket (hourly by default), per touch and variant."""
         variant = func.coalesce(assignments.c.variant, "")
-        sent_bucket = (sends.c.updated_ms // bucket_ms).label("bucket")
+        sent_bucket = (sends.c.sent_ms // bucket_ms).label("bucket")
         sent_q = (
             select(sent_bucket, sends.c.touch_id, variant, func.count())
             .select_from(self._variant_join())

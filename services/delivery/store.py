@@ -45,15 +45,15 @@ def open_engine(url: str, run_migrations: bool = True) -> Engine:
     return engine
 
 
-def _insert(engine_or_conn, table):
+def dialect_insert(engine_or_conn, table):
     """An INSERT that supports ON CONFLICT on this dialect."""
     if engine_or_conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects.postgresql import insert as make_insert
     elif engine_or_conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        from sqlalchemy.dialects.sqlite import insert as make_insert
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         raise RuntimeError(f"unsupported dialect {engine_or_conn.dialect.name}")
-    return dialect_insert(table)
+    return make_insert(table)
 
 
 def idempotency_key(plan_id: int, touch_id: str, occurrence_key: str, user_id: int) -> str:
@@ -70,6 +70,9 @@ def _plan_from_rows(row, touch_rows) -> model.Plan:
         display_name=row.display_name, goal_type=row.goal_type, scene=row.scene,
         goal_event=row.goal_event, goal_target=row.goal_target, start_ms=row.start_ms,
         end_ms=row.end_ms, priority=row.priority, category=row.category, owner=row.owner,
+        control_percent=row.control_percent or 0.0,
+        follow_ups=tuple(row.follow_ups or ()),
+        attribution_window_s=row.attribution_window_s or 0,
         touches=tuple(
             model.Touch(
                 touch_id=t.touch_id, channel=t.channel,
@@ -80,6 +83,7 @@ def _plan_from_rows(row, touch_rows) -> model.Plan:
                 ),
                 schedule=model.Schedule(**t.schedule),
                 send_rate_per_s=t.send_rate_per_s,
+                trigger=t.trigger, experiment=t.experiment,
             )
             for t in sorted(touch_rows, key=lambda t: t.position)
         ),
@@ -102,6 +106,7 @@ def _touch_rows(plan_id: int, spec: model.PlanSpec) -> list[dict[str, Any]]:
             "audience": {"segment": t.audience.segment,
                          "external_ids": list(t.audience.external_ids)},
             "schedule": dataclasses.asdict(t.schedule), "send_rate_per_s": t.send_rate_per_s,
+            "trigger": t.trigger, "experiment": t.experiment,
         }
         for i, t in enumerate(spec.touches)
     ]
@@ -113,6 +118,9 @@ def _spec_columns(spec: model.PlanSpec) -> dict[str, Any]:
         "goal_event": spec.goal_event, "goal_target": spec.goal_target,
         "start_ms": spec.start_ms, "end_ms": spec.end_ms, "priority": spec.priority,
         "category": spec.category, "owner": spec.owner,
+        "control_percent": spec.control_percent,
+        "follow_ups": list(spec.follow_ups) or None,
+        "attribution_window_s": spec.attribution_window_s,
         "content_hash": model.content_hash(spec),
     }
 
@@ -274,7 +282,7 @@ class Store:
         ts = self.clock()
         with self.engine.begin() as conn:
             conn.execute(
-                _insert(conn, occurrences).values(
+                dialect_insert(conn, occurrences).values(
                     plan_id=plan.id, touch_id=touch.touch_id, occurrence_key=key, due_ms=due_ms,
                     local_wallclock=local_wallclock, priority=plan.spec.priority,
                     channel=touch.channel, category=plan.spec.category, state="pending",
@@ -367,9 +375,43 @@ class Store:
         if not rows:
             return []
         with self.engine.begin() as conn:
-            stmt = (_insert(conn, sends).on_conflict_do_nothing()
+            stmt = (dialect_insert(conn, sends).on_conflict_do_nothing()
                     .returning(sends.c.id, sends.c.user_id))
             return [tuple(r) for r in conn.execute(stmt, rows)]
+
+    def claim_keyed(self, occ, keyed: Sequence[tuple[int, str]], worker: str,
+                    lease_ms: int) -> list:
+        """Like ``claim_new`` for sends that each carry their own occurrence key (a triggered
+        send is keyed by its event): inserts ledger rows for the (user, key) pairs not yet in
+        the ledger under ``occ`` in one statement; returns (id, user_id) of the rows created."""
+        ts = self.clock()
+        rows = [
+            {
+                "occurrence_id": occ.id, "plan_id": occ.plan_id, "touch_id": occ.touch_id,
+                "occurrence_key": key, "user_id": uid, "channel": occ.channel,
+                "category": occ.category, "status": "claimed", "attempts": 0,
+                "claimed_by": worker, "lease_until_ms": ts + lease_ms,
+                "idempotency_key": idempotency_key(occ.plan_id, occ.touch_id, key, uid),
+                "created_ms": ts, "updated_ms": ts,
+            }
+            for uid, key in keyed
+        ]
+        if not rows:
+            return []
+        with self.engine.begin() as conn:
+            stmt = (dialect_insert(conn, sends).on_conflict_do_nothing()
+                    .returning(sends.c.id, sends.c.user_id))
+            return [tuple(r) for r in conn.execute(stmt, rows)]
+
+    def release_waiting(self, plan_id: int, touch_id: str, reason: str) -> int:
+        """Makes deferred rows waiting for ``reason`` due now (a race was decided)."""
+        ts = self.clock()
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(sends).where(sends.c.plan_id == plan_id, sends.c.touch_id == touch_id,
+                                    sends.c.status == "deferred", sends.c.reason == reason)
+                .values(not_before_ms=ts, updated_ms=ts)
+            ).rowcount
 
     def existing_users(self, occurrence_id: int, user_ids: Sequence[int]) -> set[int]:
         with self.engine.connect() as conn:
@@ -412,7 +454,7 @@ class Store:
         """Records decisions in one executemany; only rows this worker still holds change.
 
         Each dict: id, status, reason, attempts, not_before_ms, counted_ms, time_zone,
-        gateway_message_id."""
+        gateway_message_id, variant_id, sent_ms."""
         if not updates:
             return 0
         ts = self.clock()
@@ -424,7 +466,8 @@ class Store:
                 status=bindparam("b_status"), reason=bindparam("b_reason"),
                 attempts=bindparam("b_attempts"), not_before_ms=bindparam("b_not_before"),
                 counted_ms=bindparam("b_counted"), time_zone=bindparam("b_tz"),
-                gateway_message_id=bindparam("b_gmid"), lease_until_ms=None, updated_ms=ts,
+                gateway_message_id=bindparam("b_gmid"), variant_id=bindparam("b_variant"),
+                sent_ms=bindparam("b_sent"), lease_until_ms=None, updated_ms=ts,
             )
         )
         params = [
@@ -433,6 +476,7 @@ class Store:
                 "b_reason": u.get("reason"), "b_attempts": u.get("attempts", 0),
                 "b_not_before": u.get("not_before_ms"), "b_counted": u.get("counted_ms"),
                 "b_tz": u.get("time_zone"), "b_gmid": u.get("gateway_message_id"),
+                "b_variant": u.get("variant_id") or None, "b_sent": u.get("sent_ms"),
             }
             for u in updates
         ]
@@ -511,7 +555,7 @@ class Store:
                 select(sink_messages.c.idempotency_key)
                 .where(sink_messages.c.idempotency_key.in_(keys))
             ).scalars())
-            stmt = _insert(conn, sink_messages)
+            stmt = dialect_insert(conn, sink_messages)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[sink_messages.c.idempotency_key],
                 set_={"attempts": sink_messages.c.attempts + 1, "last_ms": ts},

@@ -46,6 +46,11 @@ plans = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("deleted_ms", BigInteger, nullable=True),
+    Column("control_percent", Float, nullable=False, server_default="0",
+           comment="share of each touch's audience withheld as control"),
+    Column("follow_ups", JSON, nullable=True, comment="follow-up paths"),
+    Column("attribution_window_s", Integer, nullable=False, server_default="0",
+           comment="0 for the default window"),
     Index("ix_delivery_plans_state", "state"),
 )
 
@@ -60,6 +65,8 @@ touches = Table(
     Column("audience", JSON, nullable=False),
     Column("schedule", JSON, nullable=False),
     Column("send_rate_per_s", Integer, nullable=False, server_default="0"),
+    Column("trigger", JSON, nullable=True, comment="event trigger of a triggered touch"),
+    Column("experiment", JSON, nullable=True, comment="content experiment"),
 )
 
 # One row per run of a touch: "once" for now/at schedules, the cron instant for recurring
@@ -116,11 +123,14 @@ sends = Table(
     Column("time_zone", String(64), nullable=True, comment="user's zone when counted"),
     Column("idempotency_key", String(128), nullable=False),
     Column("gateway_message_id", String(256), nullable=True),
+    Column("variant_id", String(64), nullable=True, comment="the experiment variant sent"),
+    Column("sent_ms", BigInteger, nullable=True, comment="when the gateway accepted it"),
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     UniqueConstraint(
         "plan_id", "touch_id", "user_id", "occurrence_key", name="uq_delivery_send"
     ),
+    Index("ix_delivery_sends_plan_sent", "plan_id", "sent_ms"),
     Index("ix_delivery_sends_occ_status", "occurrence_id", "status"),
     Index("ix_delivery_sends_status_nb", "status", "not_before_ms"),
     Index("ix_delivery_sends_counted", "counted_ms"),

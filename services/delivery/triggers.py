@@ -52,7 +52,7 @@ from sqlalchemy.engine import Engine
 from services.common.errors import InvalidArgument, NotFound
 from services.delivery import model
 from services.delivery.core import DeliveryCore, Funnel
-from services.delivery.store import _insert, idempotency_key
+from services.delivery.store import dialect_insert
 from services.delivery.tables import sends
 from services.delivery.tables_effects import triggers as triggers_table
 
@@ -292,10 +292,11 @@ class TriggeredSender:
     def __init__(self, core: DeliveryCore, experiments=None, lease_ms: int = 30_000):
         self.core = core
         self.store = core.store
-        self.experiments = experiments
+        # Experiments live in the core (one store); the argument is kept for callers that
+        # built their own on the same database.
+        self.experiments = experiments or core.experiments
         self.lease_ms = lease_ms
         self._occ_ids: dict[tuple[int, str], int] = {}
-        self._compiled: dict[tuple, Any] = {}
 
     def _container(self, plan: model.Plan, touch: model.Touch):
         """The one occurrence row that holds a touch's triggered sends. It is created done and
@@ -313,33 +314,9 @@ class TriggeredSender:
     def _claim(self, occ, fires: Sequence[Fire]) -> list[tuple[int, int]]:
         """Ledger rows for (user, event) pairs not seen before, in one insert; returns
         (send id, user id) of the rows this call created."""
-        ts = self.store.clock()
-        rows = [{
-            "occurrence_id": occ.id, "plan_id": occ.plan_id, "touch_id": occ.touch_id,
-            "occurrence_key": occurrence_key(f.event_id), "user_id": f.user_id,
-            "channel": occ.channel, "category": occ.category, "status": "claimed",
-            "attempts": 0, "claimed_by": self.core.worker_id,
-            "lease_until_ms": ts + self.lease_ms,
-            "idempotency_key": idempotency_key(occ.plan_id, occ.touch_id,
-                                               occurrence_key(f.event_id), f.user_id),
-            "created_ms": ts, "updated_ms": ts,
-        } for f in fires]
-        if not rows:
-            return []
-        with self.store.engine.begin() as conn:
-            stmt = (_insert(conn, sends).on_conflict_do_nothing()
-                    .returning(sends.c.id, sends.c.user_id))
-            return [tuple(r) for r in conn.execute(stmt, rows)]
-
-    def _compiled_for(self, plan: model.Plan, touch: model.Touch, variant: str):
-        if not variant:
-            return self.core.compiled(plan, touch)
-        key = (plan.id, touch.touch_id, plan.content_hash, variant)
-        if key not in self._compiled:
-            self._compiled[key] = self.core._compile_touch(
-                touch, self.core.directory.attribute_names(),
-                f"experiment.variants[{variant}]")
-        return self._compiled[key]
+        return self.store.claim_keyed(
+            occ, [(f.user_id, occurrence_key(f.event_id)) for f in fires],
+            self.core.worker_id, self.lease_ms)
 
     def send(self, fires: Sequence[Fire]) -> Funnel:
         """Sends a batch of fires; one ledger insert and one guarded batch per touch."""
@@ -368,32 +345,9 @@ class TriggeredSender:
         return funnel
 
     def _send_claimed(self, plan, touch, occ, claimed) -> Funnel:
-        funnel = Funnel()
-        groups: dict[str, list[tuple[int, int]]] = {"": list(claimed)}
-        exp = self.experiments.find(plan.id, touch.touch_id) if self.experiments else None
-        if exp is not None:
-            assigned = self.experiments.assign(plan.id, touch.touch_id,
-                                               [u for _, u in claimed], pending_to_leader=True)
-            groups = {}
-            control = []
-            for send_id, uid in claimed:
-                a = assigned[uid]
-                if a.arm == "control":
-                    control.append({"id": send_id, "status": "suppressed",
-                                    "reason": "control_group"})
-                else:
-                    groups.setdefault(a.variant or "", []).append((send_id, uid))
-            if control:
-                self.store.mark(control, self.core.worker_id)
-                funnel.remove("control_group", len(control))
-        for variant, rows in groups.items():
-            vtouch = (self.experiments.variant_touch(plan.id, touch, variant)
-                      if variant else touch)
-            vocc = SimpleNamespace(**dict(occ._mapping))
-            vocc.channel = vtouch.channel
-            funnel.add(self.core._process(plan, vtouch, vocc,
-                                          self._compiled_for(plan, vtouch, variant), rows))
-        return funnel
+        # Triggered sends cannot wait for a race winner (the moment passes): users outside
+        # the exploration slice get the current leader.
+        return self.core.process_claimed(plan, touch, occ, claimed, pending_to_leader=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,7 +388,7 @@ class TriggerEngine:
         if errors:
             raise InvalidArgument(violations=errors)
         with self.engine.begin() as conn:
-            stmt = _insert(conn, triggers_table).values(
+            stmt = dialect_insert(conn, triggers_table).values(
                 plan_id=plan.id, touch_id=touch_id, spec=spec.to_dict(), updated_ms=self.clock())
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[triggers_table.c.plan_id, triggers_table.c.touch_id],

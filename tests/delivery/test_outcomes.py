@@ -24,7 +24,7 @@ from services.delivery.outcomes import (
     serve_webhook,
 )
 from services.delivery.sources import SqlProfileDirectory
-from services.delivery.store import _insert
+from services.delivery.store import dialect_insert
 from services.delivery.tables import sends
 from services.delivery.tables_effects import outcomes
 from tests.delivery.conftest import approved_plan, build_core, make_profiles, spec, touch
@@ -46,7 +46,7 @@ class ProfileConsentWriter:
         with self.engine.begin() as conn:
             for c in changes:
                 if c.kind == "unsubscribed":
-                    conn.execute(_insert(conn, pt.consents).values(
+                    conn.execute(dialect_insert(conn, pt.consents).values(
                         user_id=c.user_id, channel=c.channel, subscribed=False,
                         updated_ms=c.ts_ms, source=c.source).on_conflict_do_update(
                         index_elements=[pt.consents.c.user_id, pt.consents.c.channel],

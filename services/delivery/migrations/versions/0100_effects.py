@@ -1,36 +1,10 @@
-"""Tables of experiments, triggers, outcomes and follow-up paths (services/delivery/tables_effects.py)."""
-
-import pathlib
-import re
+"""Tables of experiments, triggers, outcomes and follow-up paths (see tables_effects.py)."""
 
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0100"
-
-
-def _core_head() -> str:
-    """The head of the other revisions in this folder.
-
-    This revision always runs last: the plan tables it refers to by id come first. Until the
-    chain is frozen, it follows whatever revision is newest, so adding a revision beside it
-    never leaves two heads.
-    """
-    found: dict[str, str | None] = {}
-    for path in pathlib.Path(__file__).parent.glob("*.py"):
-        if path.name == pathlib.Path(__file__).name:
-            continue
-        text = path.read_text()
-        rev = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
-        down = re.search(r"^down_revision\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
-        if rev:
-            found[rev.group(1)] = down.group(1) if down else None
-    parents = set(found.values())
-    heads = sorted(r for r in found if r not in parents)
-    return heads[-1]
-
-
-down_revision = _core_head()
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 

@@ -436,7 +436,8 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
             list(request.string_columns), list(request.string_values),
             rows=request.row_count or None)
         response = pb.ScoreRowsResponse(model_version=model)
-        response.scores.extend(scores)
+        # A list converts in one C loop; extending from a numpy array goes element by element.
+        response.scores.extend(scores.tolist())
         return response
 
     def ScoreSnapshot(self, request, context):

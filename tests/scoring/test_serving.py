@@ -23,9 +23,17 @@ def served(bank_core):
 
 
 def count_statements(engine):
+    """SELECTs the SQLite driver runs (batch lookups go straight to the driver's cursor, so
+    they are counted there rather than by SQLAlchemy's execution events)."""
     seen = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, *a: seen.append(statement))
+
+    def trace(statement: str) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append(statement)
+
+    engine.dispose()
+    event.listen(engine, "checkout",
+                 lambda dbapi_conn, record, proxy: dbapi_conn.set_trace_callback(trace))
     return seen
 
 

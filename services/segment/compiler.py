@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import (
     Double,
-    and_,
     bindparam,
     cast,
     distinct,
@@ -18,10 +18,11 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.sql.expression import FunctionElement, Select
 from sqlalchemy.types import Boolean
 
 from services.common import profile_tables as pt
@@ -135,20 +136,61 @@ def satisfied_by(op: Op, values: Sequence[float], value: float) -> bool:
     return bool(_PY_OPS[op](value, values[0]))
 
 
+@dataclasses.dataclass(frozen=True)
+class Members:
+    """A set of user ids: the ids a query selects, or every profile except those.
+
+    ``query`` selects one column named ``user_id``. ``unique`` says each id appears at most
+    once (keys of the attribute, trait, tag, score and consent tables, grouped aggregates,
+    set operations), so no DISTINCT is needed. ``correlate`` builds the same test as an
+    EXISTS correlated with an outer id column, for engines that run semi-joins best that
+    way; it is None for queries with no table to correlate (groups, set operations).
+    ``rank`` orders candidate drivers of an AND: lower ranks are expected to be smaller and
+    cheaper to enumerate.
+    """
+
+    query: Select
+    positive: bool = True
+    unique: bool = False
+    correlate: Callable[[ColumnElement], ColumnElement] | None = None
+    rank: int = 5
+
+    def negated(self) -> Members:
+        return dataclasses.replace(self, positive=not self.positive)
+
+
+# Driver ranks: an indexed key lookup on a typed value first, then event existence tests
+# (one index range), then grouped aggregates, which must read and group every event in
+# their window before a single id comes out.
+RANK_KEYED, RANK_EVENTS, RANK_GROUPED, RANK_COMPOSITE = 1, 2, 3, 4
+
+
 class Compiler:
-    """Turns trees into statements selecting ``profiles.id``; one instance per evaluation.
+    """Turns trees into statements selecting user ids; one instance per evaluation.
 
     ``now_ms`` anchors every relative window, so the same rule gives the same audience for
     the same instant. ``restrict_ids`` limits the evaluation to some users (real-time
     re-checks): it is pushed into every subquery so engines never scan the whole store.
+    ``dialect`` (the read engine's dialect name) picks the semi-join spelling that engine
+    plans best; the result is the same on every engine.
+
+    Every node compiles to a set of ids (``Members``), not to a predicate over all profiles:
+    an AND is driven from its most promising positive condition, with the other positive
+    conditions as semi-joins and the negative ones as anti-joins, so the statement starts
+    from the selective rows instead of scanning every profile. Only a rule whose every
+    branch is negative (``count(order) == 0`` alone) reads the profiles table, as the
+    complement of what it excludes. The read path holds rows only for existing profiles
+    (the profile service deletes a user's rows with the profile), so ids drawn from the
+    other tables are profiles.
     """
 
     def __init__(self, catalog: Catalog, now_ms: int,
                  resolve_segment: Callable[[int], Condition | None] | None = None,
-                 restrict_ids: Sequence[int] | None = None):
+                 restrict_ids: Sequence[int] | None = None, dialect: str | None = None):
         self.catalog = catalog
         self.now_ms = int(now_ms)
         self.resolve_segment = resolve_segment
+        self.dialect = dialect
         self.restrict = (
             bindparam("restrict_ids", list(restrict_ids), expanding=True)
             if restrict_ids is not None else None
@@ -157,22 +199,95 @@ class Compiler:
 
     # Entry points.
     def statement(self, rule: Condition):
-        """SELECT profiles.id FROM profiles WHERE <rule>."""
-        where = self.condition(rule)
-        if self.restrict is not None:
-            where = and_(pt.profiles.c.id.in_(self.restrict), where)
-        return select(pt.profiles.c.id).where(where)
+        """SELECT DISTINCT user ids matching ``rule``; the column is named ``id``."""
+        members = self.members(rule)
+        if not members.positive:
+            profiles = pt.profiles
+            where = [self._excludes(profiles.c.id, members)]
+            if self.restrict is not None:
+                where.insert(0, profiles.c.id.in_(self.restrict))
+            return select(profiles.c.id).where(*where)
+        found = members.query.subquery("members")
+        statement = select(found.c.user_id.label("id"))
+        return statement if members.unique else statement.distinct()
 
     def count_statement(self, rule: Condition):
         return select(func.count()).select_from(self.statement(rule).subquery())
 
+    # Set algebra.
+    def members(self, node: Condition) -> Members:
+        if isinstance(node, And):
+            return self._intersection([self.members(c) for c in node.conditions])
+        if isinstance(node, Or):
+            parts = [self.members(c) for c in node.conditions]
+            if all(p.positive for p in parts):
+                return Members(union(*(p.query for p in parts)), unique=True,
+                               rank=RANK_COMPOSITE)
+            # a or not b == not (not a and b): the complement of an intersection.
+            return self._intersection([p.negated() for p in parts]).negated()
+        if isinstance(node, Not):
+            return self.members(node.condition).negated()
+        handler = getattr(self, "_" + type(node).__name__, None)
+        if handler is None:
+            raise CompileError(f"cannot compile {type(node).__name__}")
+        return handler(node)
+
+    def _intersection(self, parts: list[Members]) -> Members:
+        positives = [p for p in parts if p.positive]
+        negatives = [p for p in parts if not p.positive]
+        if not positives:
+            # not a and not b == not (a or b).
+            union_query = union(*(p.query for p in negatives)) if len(negatives) > 1 \
+                else negatives[0].query
+            return Members(union_query, positive=False, unique=True, rank=RANK_COMPOSITE)
+        if len(parts) == 1:
+            return parts[0]
+        order = sorted(range(len(positives)), key=lambda i: (positives[i].rank, i))
+        driver = positives[order[0]]
+        others = [positives[i] for i in order[1:]]
+        source = driver.query if driver.unique else driver.query.distinct()
+        ids = source.subquery()
+        where = [self._includes(ids.c.user_id, p) for p in others]
+        where += [self._excludes(ids.c.user_id, p) for p in negatives]
+        return Members(select(ids.c.user_id).where(*where), unique=True, rank=RANK_COMPOSITE)
+
+    def _includes(self, column, members: Members) -> ColumnElement:
+        if self.dialect == "postgresql":
+            return self._correlated(column, members)
+        return column.in_(members.query)
+
+    def _excludes(self, column, members: Members) -> ColumnElement:
+        # PostgreSQL runs NOT IN (subquery) as a hashed subplan only while the ids fit in
+        # work_mem and as a nested loop beyond, so it gets NOT EXISTS (a hash anti-join).
+        if self.dialect == "postgresql":
+            return not_(self._correlated(column, members))
+        return column.not_in(members.query)
+
+    def _correlated(self, column, members: Members) -> ColumnElement:
+        if members.correlate is not None:
+            return members.correlate(column)
+        found = members.query.subquery()
+        return exists(select(literal(1)).select_from(found).where(found.c.user_id == column)
+                      .correlate_except(found))
+
+    def _leaf(self, user_id, where: list, *, unique: bool, rank: int,
+              positive: bool = True, select_from=None) -> Members:
+        """A filtered table as a set of ids, with its correlated (EXISTS) spelling."""
+        source = user_id.table if select_from is None else select_from
+        where = [*where, *self._users(user_id)]
+        # Never correlated: the same tables may appear in statements embedding this one.
+        query = (select(user_id.label("user_id")).select_from(source).where(*where)
+                 .correlate(None))
+
+        def correlate(outer):
+            return exists(select(literal(1)).select_from(source).where(user_id == outer, *where)
+                          .correlate_except(source))
+
+        return Members(query, positive=positive, unique=unique, correlate=correlate, rank=rank)
+
     # Helpers.
     def _users(self, column) -> list:
         return [column.in_(self.restrict)] if self.restrict is not None else []
-
-    def _member(self, subquery, positive: bool = True) -> ColumnElement:
-        column = pt.profiles.c.id
-        return column.in_(subquery) if positive else column.not_in(subquery)
 
     def window(self, ts, window: Window) -> list:
         if isinstance(window, Duration):
@@ -207,19 +322,7 @@ class Compiler:
         return cast(table.c.properties[measure].as_string(), Double)
 
     # Nodes.
-    def condition(self, node: Condition) -> ColumnElement:
-        if isinstance(node, And):
-            return and_(*(self.condition(c) for c in node.conditions))
-        if isinstance(node, Or):
-            return or_(*(self.condition(c) for c in node.conditions))
-        if isinstance(node, Not):
-            return not_(self.condition(node.condition))
-        handler = getattr(self, "_" + type(node).__name__, None)
-        if handler is None:
-            raise CompileError(f"cannot compile {type(node).__name__}")
-        return handler(node)
-
-    def _AttributeCondition(self, node: AttributeCondition) -> ColumnElement:
+    def _AttributeCondition(self, node: AttributeCondition) -> Members:
         resolved = self.catalog.resolve(node.field)
         if resolved is None:
             raise CompileError(f"unknown field {node.field.name!r}")
@@ -239,22 +342,18 @@ class Compiler:
             table = pt.scores
             where = [table.c.model_name == resolved.name,
                      compare(table.c.score, node.op, values)]
-        return self._member(select(table.c.user_id).where(*where, *self._users(table.c.user_id)))
+        return self._leaf(table.c.user_id, where, unique=True, rank=RANK_KEYED)
 
-    def _TagCondition(self, node: TagCondition) -> ColumnElement:
+    def _TagCondition(self, node: TagCondition) -> Members:
         tags = pt.profile_tags
-        query = select(tags.c.user_id).where(
-            tags.c.tag == node.tag,
-            or_(tags.c.expires_ms.is_(None), tags.c.expires_ms > self.now_ms),
-            *self._users(tags.c.user_id),
-        )
-        return self._member(query, node.present)
+        where = [tags.c.tag == node.tag,
+                 or_(tags.c.expires_ms.is_(None), tags.c.expires_ms > self.now_ms)]
+        return self._leaf(tags.c.user_id, where, unique=True, rank=RANK_KEYED,
+                          positive=node.present)
 
-    def _EventAggregateCondition(self, node: EventAggregateCondition) -> ColumnElement:
+    def _EventAggregateCondition(self, node: EventAggregateCondition) -> Members:
         ev = pt.events
-        where = [*self.event_filters(ev, node.event), *self.window(ev.c.ts_ms, node.window),
-                 *self._users(ev.c.user_id)]
-        base = select(ev.c.user_id).where(*where)
+        where = [*self.event_filters(ev, node.event), *self.window(ev.c.ts_ms, node.window)]
         values = [float(v) for v in node.values]
         if node.aggregate is Aggregate.COUNT:
             # Existence tests need no grouping: "count >= 1" is "has such an event" and
@@ -263,9 +362,10 @@ class Compiler:
             if (node.op in (Op.GT, Op.GE) and one and not zero) or (
                 node.op is Op.NE and values[0] == 0
             ):
-                return self._member(base)
+                return self._leaf(ev.c.user_id, where, unique=False, rank=RANK_EVENTS)
             if node.op in (Op.EQ, Op.LT, Op.LE) and zero and not one:
-                return self._member(base, positive=False)
+                return self._leaf(ev.c.user_id, where, unique=False, rank=RANK_EVENTS,
+                                  positive=False)
             aggregate = func.count()
         elif node.aggregate is Aggregate.ACTIVE_DAYS:
             aggregate = func.count(distinct(ev.c.ts_ms - ev.c.ts_ms % DAY_MS))
@@ -274,20 +374,22 @@ class Compiler:
         else:
             measure = self.measure(ev, node.measure)
             where.append(measure.is_not(None))
-            base = select(ev.c.user_id).where(*where)
             aggregate = {Aggregate.AVG: func.avg, Aggregate.MIN: func.min,
                          Aggregate.MAX: func.max}[node.aggregate](measure)
         test = compare(aggregate, node.op, values)
-        grouped = base.group_by(ev.c.user_id)
+        grouped = (select(ev.c.user_id.label("user_id"))
+                   .where(*where, *self._users(ev.c.user_id)).group_by(ev.c.user_id)
+                   .correlate(None))
         # Users without a matching event have count 0 (sum 0); when 0 satisfies the test they
-        # belong unless their events make the test fail, hence the anti-join form.
+        # belong unless their events make the test fail, hence the complement form.
         empty_matches = node.aggregate in (Aggregate.COUNT, Aggregate.ACTIVE_DAYS,
                                            Aggregate.SUM) and satisfied_by(node.op, values, 0)
         if empty_matches:
-            return self._member(grouped.having(not_(test)), positive=False)
-        return self._member(grouped.having(test))
+            return Members(grouped.having(not_(test)), positive=False, unique=True,
+                           rank=RANK_GROUPED)
+        return Members(grouped.having(test), unique=True, rank=RANK_GROUPED)
 
-    def _SequenceCondition(self, node: SequenceCondition) -> ColumnElement:
+    def _SequenceCondition(self, node: SequenceCondition) -> Members:
         first = pt.events.alias("seq_first")
         second = pt.events.alias("seq_second")
         follow = [
@@ -295,8 +397,7 @@ class Compiler:
             *self.event_filters(second, node.second),
             second.c.ts_ms > first.c.ts_ms,
         ]
-        where = [*self.event_filters(first, node.first), *self.window(first.c.ts_ms, node.window),
-                 *self._users(first.c.user_id)]
+        where = [*self.event_filters(first, node.first), *self.window(first.c.ts_ms, node.window)]
         if node.within is not None:
             follow.append(second.c.ts_ms <= first.c.ts_ms + node.within.ms)
         follow.append(second.c.ts_ms <= self.now_ms)
@@ -308,25 +409,26 @@ class Compiler:
             where.append(not_(followed))
         else:
             where.append(followed)
-        return self._member(select(first.c.user_id).where(*where))
+        return self._leaf(first.c.user_id, where, unique=False, rank=RANK_GROUPED,
+                          select_from=first)
 
-    def _RfmCondition(self, node: RfmCondition) -> ColumnElement:
+    def _RfmCondition(self, node: RfmCondition) -> Members:
         traits = pt.computed_traits
-        return self._member(select(traits.c.user_id).where(
-            traits.c.rfm_group.in_(list(node.groups)), *self._users(traits.c.user_id)))
+        return self._leaf(traits.c.user_id, [traits.c.rfm_group.in_(list(node.groups))],
+                          unique=True, rank=RANK_KEYED)
 
-    def _LifecycleCondition(self, node: LifecycleCondition) -> ColumnElement:
+    def _LifecycleCondition(self, node: LifecycleCondition) -> Members:
         traits = pt.computed_traits
-        return self._member(select(traits.c.user_id).where(
-            traits.c.lifecycle_stage.in_(list(node.stages)), *self._users(traits.c.user_id)))
+        return self._leaf(traits.c.user_id, [traits.c.lifecycle_stage.in_(list(node.stages))],
+                          unique=True, rank=RANK_KEYED)
 
-    def _ConsentCondition(self, node: ConsentCondition) -> ColumnElement:
+    def _ConsentCondition(self, node: ConsentCondition) -> Members:
         consents = pt.consents
-        return self._member(select(consents.c.user_id).where(
-            consents.c.channel == node.channel, consents.c.subscribed == true(),
-            *self._users(consents.c.user_id)))
+        return self._leaf(consents.c.user_id,
+                          [consents.c.channel == node.channel, consents.c.subscribed == true()],
+                          unique=True, rank=RANK_KEYED)
 
-    def _SegmentCondition(self, node: SegmentCondition) -> ColumnElement:
+    def _SegmentCondition(self, node: SegmentCondition) -> Members:
         if self.resolve_segment is None:
             raise CompileError("segment references cannot be resolved here")
         if node.segment_id in self._inlining:
@@ -336,16 +438,16 @@ class Compiler:
             raise CompileError(f"segments/{node.segment_id} does not exist")
         self._inlining.append(node.segment_id)
         try:
-            return self.condition(rule)
+            return self.members(rule)
         finally:
             self._inlining.pop()
 
 
 def compile_rule(rule: Condition, catalog: Catalog, now_ms: int,
                  resolve_segment: Callable[[int], Condition | None] | None = None,
-                 restrict_ids: Sequence[int] | None = None):
+                 restrict_ids: Sequence[int] | None = None, dialect: str | None = None):
     """The statement selecting the ids of the users who match ``rule`` at ``now_ms``."""
-    return Compiler(catalog, now_ms, resolve_segment, restrict_ids).statement(rule)
+    return Compiler(catalog, now_ms, resolve_segment, restrict_ids, dialect).statement(rule)
 
 
-__all__ = ["CompileError", "Compiler", "compare", "compile_rule"]
+__all__ = ["CompileError", "Compiler", "Members", "compare", "compile_rule"]

@@ -144,7 +144,7 @@ class SegmentCore:
 
     def compiler(self, now_ms: int | None = None, restrict_ids=None) -> Compiler:
         return Compiler(self.catalog.get(), self.now_ms() if now_ms is None else now_ms,
-                        self.resolve, restrict_ids)
+                        self.resolve, restrict_ids, self.read_engine.dialect.name)
 
     def estimate(self, rule: Condition, now_ms: int | None = None) -> int:
         statement = self.compiler(now_ms).count_statement(rule)
@@ -155,8 +155,10 @@ class SegmentCore:
                 ) -> list[tuple[int, str]]:
         """Up to ``limit`` members with the lowest ids, with their external ids."""
         limit = max(1, min(limit or 20, MAX_PREVIEW))
-        statement = (self.compiler(now_ms).statement(rule).add_columns(pt.profiles.c.external_id)
-                     .order_by(pt.profiles.c.id).limit(limit))
+        members = self.compiler(now_ms).statement(rule).subquery("members")
+        statement = (select(pt.profiles.c.id, pt.profiles.c.external_id)
+                     .join_from(members, pt.profiles, pt.profiles.c.id == members.c.id)
+                     .order_by(members.c.id).limit(limit))
         with self.read_engine.connect() as connection:
             return [(int(i), e) for i, e in connection.execute(statement).all()]
 

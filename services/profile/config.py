@@ -25,10 +25,11 @@ ENV_VARS: dict[str, str] = {
     "PROFILE_AS_OF": "fixed 'now' for traits (ISO date or epoch ms), for demos on history (unset)",
     "PROFILE_EVENTS_STREAM_MAXLEN": "approximate length cap of the profile:events stream (1000000)",
     "PROFILE_STREAM_FLUSH_EVENTS": "StreamEvents commits once this many events are buffered (5000)",
-    "PROFILE_STREAM_TRAITS": "traits of streamed events: 'background' (refreshed by one thread "
-    "when the stream ends and about every second while it lasts; the answer does not wait, so "
+    "PROFILE_STREAM_TRAITS": "traits of streamed events: 'sync' (refreshed in each batch's "
+    "transaction, fresh when the stream answers) or 'background' (refreshed by one thread when "
+    "the stream ends and about every second while it lasts; the answer does not wait, so "
     "traits lag the commit by up to a second plus one refresh round, about 0.1 s per 20000 "
-    "events) or 'sync' (refreshed right after each batch's commit, before the answer) (background)",
+    "events) (sync)",
     "PROFILE_OPT_OUT_CHANNELS": "channels where no consent record means subscribed (in_app,coupon)",
     "PROFILE_MAINTENANCE_INTERVAL_SECONDS": "pruning and stream backlog period; 0 disables (300)",
     "PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS": "full traits recompute period; 0 disables (3600)",
@@ -65,7 +66,7 @@ class ProfileConfig:
     as_of_ms: int | None = None
     events_stream_maxlen: int = 1_000_000
     stream_flush_events: int = 5_000
-    stream_traits: str = "background"
+    stream_traits: str = "sync"
     opt_out_channels: tuple[str, ...] = ("in_app", "coupon")
     maintenance_interval_s: int = 300
     full_recompute_interval_s: int = 3600
@@ -105,7 +106,7 @@ class ProfileConfig:
             "as_of_ms": parse_instant_ms(as_of) if as_of else None,
             "events_stream_maxlen": env_int("PROFILE_EVENTS_STREAM_MAXLEN", 1_000_000),
             "stream_flush_events": env_int("PROFILE_STREAM_FLUSH_EVENTS", 5_000),
-            "stream_traits": env_str("PROFILE_STREAM_TRAITS", "background"),
+            "stream_traits": env_str("PROFILE_STREAM_TRAITS", "sync"),
             "opt_out_channels": _csv(env_str("PROFILE_OPT_OUT_CHANNELS", "in_app,coupon")),
             "maintenance_interval_s": env_int("PROFILE_MAINTENANCE_INTERVAL_SECONDS", 300),
             "full_recompute_interval_s": env_int("PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS", 3600),

@@ -279,12 +279,12 @@ class StreamIngestion:
     release the GIL). Each committed batch is announced on ``profile:events`` by one
     publishing thread, in commit order, while the next batch is written. A stream has at
     most one batch being written, so its batches commit in arrival order. Traits follow
-    ``PROFILE_STREAM_TRAITS``: 'sync' refreshes them on the writer thread right after each
-    batch's commit (in their own transaction), before the stream answers; 'background'
-    leaves them to the refresher thread, asked at the stream's end and about every
-    ``TRAITS_REFRESH_PERIOD_S`` while it lasts, so the refresh does not compete with the
-    stream. Either way a user whose refresh failed stays deferred and is retried (see
-    ``ProfileCore.refresh_traits``); a full recompute covers everyone.
+    ``PROFILE_STREAM_TRAITS``: 'sync' refreshes them in each batch's own transaction, so
+    events and traits commit together; 'background' leaves them to the refresher thread,
+    asked at the stream's end and about every ``TRAITS_REFRESH_PERIOD_S`` while it lasts,
+    so the refresh does not compete with the stream. A deferred refresh that failed is
+    retried (see ``ProfileCore.refresh_traits``); one lost with the process is redone when
+    the client re-sends the stream (see ``write_rows``) or by the next full recompute.
     """
 
     TRAITS_REFRESH_PERIOD_S = 1.0
@@ -325,16 +325,15 @@ class StreamIngestion:
 
     def _store(self, rows: list[EventRow]) -> None:
         core = self.core
-        accepted, duplicates, announcements, touched = core.write_rows(rows)
+        in_sync = core.config.stream_traits == "sync"
+        accepted, duplicates, announcements, touched = core.write_rows(rows, refresh=in_sync)
         self.accepted += accepted
         self.duplicates += duplicates
-        if core.config.stream_traits == "background":
+        if not in_sync:
             core.defer_traits(touched)
         if announcements:
             self._announcing.append(core._publisher.submit(core.publish_events, announcements))
-        if core.config.stream_traits == "sync":
-            core.refresh_traits(touched)
-        elif time.monotonic() - self._refreshed >= self.TRAITS_REFRESH_PERIOD_S:
+        if not in_sync and time.monotonic() - self._refreshed >= self.TRAITS_REFRESH_PERIOD_S:
             self._refreshed = time.monotonic()
             core.schedule_traits_refresh()
 
@@ -902,25 +901,28 @@ class ProfileCore:
         return IngestResult(outcomes, len(stored), duplicates, rejected, touched)
 
     def write_rows(
-        self, rows: Sequence[EventRow]
+        self, rows: Sequence[EventRow], refresh: bool = True
     ) -> tuple[int, int, list[PublishedEvent], set[int]]:
-        """Commits validated events of a stream without refreshing traits.
+        """Commits validated events of a stream and, with ``refresh``, their users' traits.
 
-        Returns (stored, duplicates, announcements, touched users). Any number of rows is
-        committed in one transaction. A repeated id within ``rows`` or one already stored
-        counts as a duplicate; events of unknown users (when they are refused) count as
-        neither, as the stream checked them before buffering. The caller then passes the
-        announcements to ``publish_events`` and the users to ``refresh_traits``; the two may
-        run at once, as one waits on Redis and the other on the database.
+        Returns (stored, duplicates, announcements, users whose traits are due). Any number
+        of rows is committed in one transaction. A repeated id within ``rows`` or one already
+        stored counts as a duplicate; events of unknown users (when they are refused) count
+        as neither, as the stream checked them before buffering. The caller passes the
+        announcements to ``publish_events``. Without ``refresh`` the returned users include
+        those of events already stored: a client re-sends a stream after a failure, and the
+        refresh of its earlier commit may have been lost with the process, so it is redone.
         """
         if not rows:
             return 0, 0, [], set()
         unique = list({row[0]: row for row in reversed(rows)}.values())
         unique.reverse()  # the first occurrence of each id, in arrival order
         stored, ids, announcements, touched = self._store_rows(
-            unique, self.now_ms(), refresh=False
+            unique, self.now_ms(), refresh=refresh
         )
         known = sum(1 for row in unique if row[1] in ids)
+        if not refresh and known > len(stored):
+            touched = touched | {ids[row[1]] for row in unique if row[1] in ids}
         duplicates = len(rows) - len(unique) + known - len(stored)
         return len(stored), duplicates, announcements, touched
 

@@ -357,3 +357,19 @@ def test_concurrent_refreshes_of_the_same_users_both_succeed(make_core, clock):
     got = core.get_traits("twice")
     assert got["traits"]["frequency"] == 2 and got["traits"]["monetary"] == 10.0
     assert [c["count_total"] for c in got["event_counts"]] == [2]
+
+
+def test_resent_stream_redoes_a_lost_background_refresh(make_core, clock):
+    # A commit whose deferred refresh died with the process: the first core commits without
+    # refreshing, a new one (the restarted service) receives the re-sent stream.
+    now = int(clock.now_s * 1000)
+    rows = [(f"r{i}", "phoenix", "purchase", now - 1000 * i, 2.0, None) for i in range(3)]
+    assert make_core().write_rows(rows, refresh=False)[:2] == (3, 0)
+    restarted = make_core(stream_traits="background", rfm_window_days=0)
+    assert restarted.get_traits("phoenix")["traits"] is None
+    stream = restarted.open_stream()
+    stream.add(rows)
+    assert stream.finish() == (0, 3)
+    restarted.close()  # waits for the refresher's round
+    got = restarted.get_traits("phoenix")["traits"]
+    assert got["frequency"] == 3 and got["monetary"] == 6.0

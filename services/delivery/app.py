@@ -15,6 +15,15 @@ Service settings (environment, with defaults):
   ``DELIVERY_SCHEDULER_INTERVAL_SECONDS`` (1; 0 disables the background scheduler),
   ``DELIVERY_WORKER_ID`` (default host-pid).
 - ``DELIVERY_OPT_IN_CHANNELS`` (``email,sms``): channels that need a recorded opt-in.
+- ``DELIVERY_TRIGGERS_ENABLED`` (1): consume ``profile:events`` and ``segment:membership``
+  (consumer group ``delivery-triggers``) for event-triggered touches and fire their timers.
+- ``DELIVERY_ATTRIBUTION_ENABLED`` (1): consume ``profile:events`` with the consumer group
+  ``delivery-attribution`` and credit plans' goal events to their sends (last touch).
+- ``DELIVERY_EFFECTS_INTERVAL_SECONDS`` (5): how often follow-up paths advance, open copy races
+  are evaluated, pending opt-outs are retried and the effect gauges are published (0 off).
+- ``DELIVERY_WEBHOOK_INTAKE_PORT`` (0 = off): port of the signed outcome webhook intake
+  (``POST /v1/outcomes/<vendor>``), on ``DELIVERY_WEBHOOK_INTAKE_HOST`` (127.0.0.1), with
+  ``DELIVERY_OUTCOME_WEBHOOK_SECRETS``, a JSON object vendor -> HMAC key.
 - ``DELIVERY_PROFILE_SOURCE``: ``grpc`` (default; PROFILE_ADDR and SEGMENT_ADDR) or ``sql``
   (read the profile store's read-path tables at PROFILE_READ_DATABASE_URL, read-only, with
   audiences from ``DELIVERY_STATIC_AUDIENCES``, a JSON object of name -> user ids; for local
@@ -39,6 +48,15 @@ from services.delivery.store import Store, open_engine
 log = logging.getLogger(__name__)
 
 
+class _SqlConsentWriter:
+    """Local runs without a profile service (``DELIVERY_PROFILE_SOURCE=sql``) have nowhere to
+    write consent: opt-outs stay pending in the outcomes table until a profile service is
+    wired, and are logged."""
+
+    def apply(self, changes) -> None:
+        raise RuntimeError(f"no profile service to record {len(changes)} opt-out(s)")
+
+
 def build_core(settings: Settings) -> DeliveryCore:
     engine = open_engine(settings.database_url)
     store = Store(engine)
@@ -55,13 +73,19 @@ def build_core(settings: Settings) -> DeliveryCore:
         directory = SqlProfileDirectory(make_engine(settings.profile_read_database_url,
                                                     read_only=True))
         audiences = StaticAudienceSource(json.loads(env_str("DELIVERY_STATIC_AUDIENCES", "{}")))
+        consent = _SqlConsentWriter()
     else:
         from services.common.clients import open_channel
         from services.common.config import service_address
-        from services.delivery.grpc_sources import GrpcProfileDirectory, GrpcSegmentSource
+        from services.delivery.grpc_sources import (
+            GrpcConsentWriter,
+            GrpcProfileDirectory,
+            GrpcSegmentSource,
+        )
 
-        directory = GrpcProfileDirectory(open_channel(service_address("profile"),
-                                                      settings.outbound_api_key))
+        profile_channel = open_channel(service_address("profile"), settings.outbound_api_key)
+        directory = GrpcProfileDirectory(profile_channel)
+        consent = GrpcConsentWriter(profile_channel)
         audiences = GrpcSegmentSource(open_channel(service_address("segment"),
                                                    settings.outbound_api_key))
     config = DeliveryConfig(
@@ -75,6 +99,7 @@ def build_core(settings: Settings) -> DeliveryCore:
         worker_id=env_str("DELIVERY_WORKER_ID", ""),
     )
     core = DeliveryCore(store, guard, router, directory, audiences, config)
+    core.consent_writer = consent
     try:
         guard.ensure_ready(engine)
     except Exception:  # noqa: BLE001 - the scheduler retries; checks fail closed meanwhile
@@ -114,15 +139,159 @@ class Scheduler:
                 log.exception("scheduler pass failed")
 
 
+class EffectWorkers:
+    """The background work of triggers, outcomes and effects, started and stopped with the
+    server: the trigger engine, the attribution consumer, a periodic pass (follow-ups, races,
+    opt-out retries, gauges) and the signed webhook intake."""
+
+    ATTRIBUTION_GROUP = "delivery-attribution"
+
+    def __init__(self, core: DeliveryCore, redis_client, intake, stats):
+        from services.delivery.followups import FollowUps
+        from services.delivery.outcomes import Attribution
+        from services.delivery.triggers import TriggeredSender
+
+        self.core = core
+        self.redis = redis_client
+        self.intake = intake
+        self.stats = stats
+        self.sender = TriggeredSender(core)
+        self.followups = FollowUps(core.store.engine, self.sender, core.clock)
+        self.attribution = Attribution(core.store.engine, clock=core.clock)
+        self.interval_s = env_float("DELIVERY_EFFECTS_INTERVAL_SECONDS", 5.0)
+        self.consumer = f"{core.worker_id}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.webhook = None
+        self.webhook_port = 0
+
+    def start(self) -> None:
+        self._stop.clear()
+        if env_bool("DELIVERY_TRIGGERS_ENABLED", True):
+            from services.delivery.triggers import TriggerEngine
+
+            engine = TriggerEngine(self.core.store.engine, self.redis, self.sender,
+                                   clock=self.core.clock, consumer=self.consumer)
+            self._spawn("delivery-triggers", lambda: engine.run(self._stop))
+        if env_bool("DELIVERY_ATTRIBUTION_ENABLED", True):
+            self._ensure_group()
+            self._spawn("delivery-attribution", self._attribution_loop)
+        if self.interval_s > 0:
+            self._spawn("delivery-effects", self._effects_loop)
+        port = env_int("DELIVERY_WEBHOOK_INTAKE_PORT", 0)
+        if port:
+            from services.delivery.outcomes import WebhookIntake, serve_webhook
+
+            secrets = {k: v.encode() for k, v in json.loads(
+                env_str("DELIVERY_OUTCOME_WEBHOOK_SECRETS", "{}")).items()}
+            self.webhook = serve_webhook(WebhookIntake(self.intake, secrets),
+                                         env_str("DELIVERY_WEBHOOK_INTAKE_HOST", "127.0.0.1"),
+                                         port)
+            self.webhook_port = self.webhook.server_address[1]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.webhook is not None:
+            self.webhook.shutdown()
+            self.webhook.server_close()
+            self.webhook = None
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
+
+    def _spawn(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _ensure_group(self) -> None:
+        import redis
+
+        from services.delivery.triggers import EVENTS_STREAM
+
+        try:
+            self.redis.xgroup_create(EVENTS_STREAM, self.ATTRIBUTION_GROUP, id="0",
+                                     mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def attribute_once(self, block_ms: int = 1000) -> int:
+        """Reads one batch of ``profile:events`` (its own consumer group, at least once),
+        credits goal events to sends, then acknowledges; returns the new conversions."""
+        from services.delivery.outcomes import GoalEvent
+        from services.delivery.triggers import EVENTS_STREAM, _decode, _s
+
+        reply = self.redis.xreadgroup(self.ATTRIBUTION_GROUP, self.consumer,
+                                      {EVENTS_STREAM: ">"}, count=1000, block=block_ms or None)
+        entries = [(_s(i), _decode(f)) for _, items in reply or [] for i, f in items]
+        if not entries:
+            return 0
+        events = []
+        for entry_id, f in entries:
+            try:
+                value = f.get("value") or ""
+                events.append(GoalEvent(f["event_id"], int(f["user_id"]), f["event_type"],
+                                        int(f["ts_ms"]), float(value) if value else None))
+            except (KeyError, ValueError):
+                log.warning("unreadable profile:events entry %s skipped", entry_id)
+        added = self.attribution.attribute(events)
+        self.redis.xack(EVENTS_STREAM, self.ATTRIBUTION_GROUP, *[i for i, _ in entries])
+        return added
+
+    def _attribution_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.attribute_once()
+            except Exception:  # noqa: BLE001 - unacknowledged entries are read again
+                log.exception("attribution pass failed")
+                self._stop.wait(1.0)
+
+    def effects_once(self) -> None:
+        """Follow-ups, open races of live plans, opt-out retries, then the gauges."""
+        from services.delivery.model import SENDABLE_STATES
+
+        self.followups.enroll()
+        self.followups.process_due()
+        live = self.core.store.plan_ids_in_states(sorted(SENDABLE_STATES))
+        for plan_id, touch_id in self.core.experiments.open_races(live):
+            self.core.evaluate_race(plan_id, touch_id)
+        self.intake.retry_pending_consents()
+        self.stats.publish(live)
+
+    def _effects_loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.effects_once()
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                log.exception("effects pass failed")
+
+
 def build(settings: Settings):
     from marketing.delivery.v1 import delivery_service_pb2_grpc as pb_grpc
     from services.common.server import ServiceDefinition
+    from services.delivery.outcomes import OutcomeIntake
     from services.delivery.servicer import ROLES, DeliveryServicer
+    from services.delivery.stats import EffectStats
 
     core = build_core(settings)
     scheduler = Scheduler(core, env_float("DELIVERY_SCHEDULER_INTERVAL_SECONDS", 1.0))
+    intake = OutcomeIntake(core.store.engine, core.consent_writer, core.directory, core.clock)
+    stats = EffectStats(core.store.engine)
+    workers = EffectWorkers(core, core.caps.redis, intake, stats)
+
+    def start() -> None:
+        scheduler.start()
+        workers.start()
+
+    def stop() -> None:
+        workers.stop()
+        scheduler.stop()
+
+    servicer = DeliveryServicer(core, intake, stats)
+    servicer.workers = workers
     return [ServiceDefinition(
         name="delivery", register=pb_grpc.add_DeliveryServiceServicer_to_server,
-        servicer=DeliveryServicer(core), full_name="marketing.delivery.v1.DeliveryService",
-        roles=ROLES, start=scheduler.start, stop=scheduler.stop,
+        servicer=servicer, full_name="marketing.delivery.v1.DeliveryService",
+        roles=ROLES, start=start, stop=stop,
     )]

@@ -755,8 +755,9 @@ class DeliveryCore:
                 held.append({"id": send_id, "status": "suppressed", "reason": "control_group"})
                 funnel.remove("control_group")
             elif a.variant is None:
-                due = min(now + RACE_RECHECK_MS,
-                          max(now, (exp.started_ms or now) + exp.spec.window_s * 1000))
+                deadline = ((exp.started_ms or now)
+                            + (exp.spec.deadline_s or exp.spec.window_s) * 1000)
+                due = min(now + RACE_RECHECK_MS, max(now, deadline))
                 held.append({"id": send_id, "status": "deferred", "reason": RACE_PENDING,
                              "not_before_ms": max(due, now + 1000)})
                 funnel.defer(RACE_PENDING)

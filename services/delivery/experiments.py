@@ -87,6 +87,7 @@ class ExperimentSpec:
     prob_best: float = 0.95
     fallback: str = "best_mean"
     fallback_variant: str = ""
+    deadline_s: int = 0  # when the fallback applies; 0 for the end of ``window_s``
     mc_draws: int = 20_000
     seed: int = 0
 
@@ -148,6 +149,10 @@ def validate_experiment(spec: ExperimentSpec, plan: model.PlanSpec, touch_id: st
         elif spec.window_s * 1000 > plan.end_ms - plan.start_ms:
             errors.append((f"{prefix}.window",
                            "is longer than the plan (from start_time to end_time)"))
+        if spec.deadline_s and spec.deadline_s < spec.window_s:
+            errors.append((f"{prefix}.deadline_seconds", "must not be before the window ends"))
+        elif spec.deadline_s * 1000 > plan.end_ms - plan.start_ms:
+            errors.append((f"{prefix}.deadline_seconds", "is longer than the plan"))
         if spec.min_samples < 1:
             errors.append((f"{prefix}.min_samples", "must be at least 1"))
         if not 0.5 < spec.prob_best < 1:
@@ -256,7 +261,7 @@ def decide_race(spec: ExperimentSpec, successes: Sequence[int], trials: Sequence
     probs = prob_best(s, n, spec.mc_draws, spec.seed)
     if n.min() >= spec.min_samples and probs.max() >= spec.prob_best:
         return RaceDecision(int(probs.argmax()), "significant", tuple(probs.tolist()))
-    if now_ms >= started_ms + spec.window_s * 1000:
+    if now_ms >= started_ms + (spec.deadline_s or spec.window_s) * 1000:
         if spec.fallback_variant in spec.variant_ids:
             winner = spec.variant_ids.index(spec.fallback_variant)
         elif spec.fallback == "first_variant":

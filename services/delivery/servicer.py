@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from marketing.common.v1 import common_pb2 as cpb
 from marketing.delivery.v1 import delivery_service_pb2 as pb
 from marketing.delivery.v1 import delivery_service_pb2_grpc as pb_grpc
 from services.common.auth import ADMIN, APPROVER, OPERATOR, SERVICE, current_principal
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, NotFound
 from services.delivery import model
 from services.delivery.core import DeliveryCore, Funnel
+from services.delivery.outcomes import MAX_BATCH, REFUSED, OutcomeIntake, OutcomeItem
+from services.delivery.stats import EffectRow, EffectStats
 from services.delivery.store import decode_token, encode_token
 
 CHANNELS = {1: "push", 2: "sms", 3: "email", 4: "wechat", 5: "in_app", 6: "webhook", 7: "coupon"}
@@ -35,7 +39,15 @@ ROLES = {
     "GetPlanStats": READ, "GetExperiment": READ,
 }
 CONTENT_FIELDS = ("display_name", "goal_type", "scene", "business_goal", "start_time",
-                  "end_time", "priority", "category", "owner", "touches")
+                  "end_time", "priority", "category", "owner", "touches",
+                  "control_group_percent", "follow_ups")
+MODES = {1: "ab", 2: "race", 3: "bandit"}
+MODE_ENUM = {v: k for k, v in MODES.items()}
+METRICS = {0: "click", 1: "click", 2: "conversion"}
+METRIC_ENUM = {"click": 1, "conversion": 2}
+OUTCOME_KINDS = {1: "delivered", 2: "opened", 3: "clicked", 4: "converted", 5: "unsubscribed",
+                 6: "notification_disabled", 7: "uninstalled"}
+DEFAULT_MIN_SAMPLES = 1000
 
 
 def _ms(ts: timestamp_pb2.Timestamp) -> int:
@@ -69,12 +81,110 @@ def _schedule_from(s: pb.Schedule, field: str) -> model.Schedule:
                           user_time_zone=s.cron.user_time_zone)
 
 
+def _py_value(value: cpb.Value):
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        return None
+    if kind == "string_list_value":
+        return list(value.string_list_value.values)
+    if kind == "timestamp_value":
+        return value.timestamp_value.ToMilliseconds()
+    return getattr(value, kind)
+
+
+def _proto_value(value) -> cpb.Value:
+    if isinstance(value, bool):
+        return cpb.Value(bool_value=value)
+    if isinstance(value, (int, float)):
+        return cpb.Value(number_value=float(value))
+    if isinstance(value, list):
+        return cpb.Value(string_list_value=cpb.StringList(values=[str(v) for v in value]))
+    return cpb.Value(string_value="" if value is None else str(value))
+
+
+def trigger_from_proto(t: pb.Trigger) -> dict:
+    """The wire trigger as ``triggers.TriggerSpec`` data."""
+    if t.entered_segment:
+        kind = "segment_entered"
+    elif t.absent_event_type:
+        kind = "event_not_followed"
+    else:
+        kind = "event"
+    return {"kind": kind, "event_type": t.event_type, "not_event_type": t.absent_event_type,
+            "within_s": t.within_seconds, "correlate_on": t.correlate_on_property,
+            "segment": t.entered_segment, "delay_s": t.delay_seconds,
+            "filters": [{"property": k, "op": "eq", "value": _py_value(v)}
+                        for k, v in sorted(t.property_equals.items())]}
+
+
+def trigger_to_proto(d: dict) -> pb.Trigger:
+    return pb.Trigger(
+        event_type=d.get("event_type", ""), absent_event_type=d.get("not_event_type", ""),
+        within_seconds=d.get("within_s", 0), entered_segment=d.get("segment", ""),
+        delay_seconds=d.get("delay_s", 0), correlate_on_property=d.get("correlate_on", ""),
+        property_equals={f["property"]: _proto_value(f.get("value"))
+                         for f in d.get("filters", ()) if f.get("op") == "eq"})
+
+
+def experiment_from_proto(e: pb.Experiment) -> dict:
+    """The wire experiment as ``experiments.ExperimentSpec`` data (without the control group,
+    which is the plan's)."""
+    return {
+        "mode": MODES.get(e.mode, ""), "metric": METRICS.get(e.metric, ""),
+        "variants": [{"variant_id": v.variant_id, "title": v.content.title,
+                      "body": v.content.body, "subject": v.content.subject,
+                      "channel": CHANNELS.get(v.channel, "") if v.channel else "",
+                      "share": v.split_percent} for v in e.variants],
+        "exploration_percent": e.exploration_percent,
+        "window_s": e.observation_window_seconds, "deadline_s": e.deadline_seconds,
+        "min_samples": e.min_samples_per_variant or DEFAULT_MIN_SAMPLES,
+        "fallback_variant": e.fallback_variant_id,
+    }
+
+
+def experiment_to_proto(d: dict) -> pb.Experiment:
+    return pb.Experiment(
+        mode=MODE_ENUM.get(d.get("mode", ""), 0), metric=METRIC_ENUM.get(d.get("metric"), 0),
+        variants=[pb.Variant(variant_id=v["variant_id"], split_percent=v.get("share", 0.0),
+                             channel=CHANNEL_ENUM.get(v.get("channel", ""), 0),
+                             content=pb.Content(title=v.get("title", ""), body=v.get("body", ""),
+                                                subject=v.get("subject", "")))
+                  for v in d.get("variants", ())],
+        exploration_percent=d.get("exploration_percent", 0.0),
+        observation_window_seconds=d.get("window_s", 0), deadline_seconds=d.get("deadline_s", 0),
+        min_samples_per_variant=d.get("min_samples", 0),
+        fallback_variant_id=d.get("fallback_variant", ""))
+
+
+def follow_up_from_proto(f: pb.FollowUp, i: int) -> dict:
+    handover = 0
+    if f.converted_handover_plan:
+        handover = plan_id_from(f.converted_handover_plan,
+                                f"follow_ups[{i}].converted_handover_plan")
+    return {"touch_id": f.after_touch_id, "wait_s": f.wait_seconds,
+            "max_retries": f.max_repeats, "spacing_s": f.repeat_spacing_seconds,
+            "retry_touch_id": f.unconverted_touch_id, "next_touch_id": f.converted_next_touch_id,
+            "handover_plan_id": handover, "handover_touch_id": f.converted_handover_touch_id}
+
+
+def follow_up_to_proto(d: dict) -> pb.FollowUp:
+    return pb.FollowUp(
+        after_touch_id=d.get("touch_id", ""), wait_seconds=d.get("wait_s", 0),
+        max_repeats=d.get("max_retries", 0), repeat_spacing_seconds=d.get("spacing_s", 0),
+        unconverted_touch_id=d.get("retry_touch_id", ""),
+        converted_next_touch_id=d.get("next_touch_id", ""),
+        converted_handover_plan=(f"plans/{d['handover_plan_id']}"
+                                 if d.get("handover_plan_id") else ""),
+        converted_handover_touch_id=d.get("handover_touch_id", ""))
+
+
 def spec_from_proto(plan: pb.Plan) -> model.PlanSpec:
     touches = []
     for i, t in enumerate(plan.touches):
-        if t.HasField("trigger") or t.HasField("experiment"):
-            raise InvalidArgument(f"touches[{i}].trigger",
-                                  "triggers and experiments are not available yet")
+        trigger = trigger_from_proto(t.trigger) if t.HasField("trigger") else None
+        experiment = experiment_from_proto(t.experiment) if t.HasField("experiment") else None
+        schedule = (model.Schedule(kind="trigger") if trigger is not None
+                    else _schedule_from(t.schedule, f"touches[{i}].schedule"))
         audience = model.Audience(
             segment=t.audience.segment if t.audience.WhichOneof("source") == "segment" else "",
             external_ids=tuple(t.audience.users.external_ids),
@@ -85,8 +195,8 @@ def spec_from_proto(plan: pb.Plan) -> model.PlanSpec:
                                   subject=t.content.subject, data=dict(t.content.data),
                                   defaults=dict(t.content.defaults),
                                   webhook_url=t.content.webhook_url),
-            audience=audience, schedule=_schedule_from(t.schedule, f"touches[{i}].schedule"),
-            send_rate_per_s=t.send_rate_per_second,
+            audience=audience, schedule=schedule, send_rate_per_s=t.send_rate_per_second,
+            trigger=trigger, experiment=experiment,
         ))
     return model.PlanSpec(
         display_name=plan.display_name, goal_type=GOALS.get(plan.goal_type, ""),
@@ -94,6 +204,9 @@ def spec_from_proto(plan: pb.Plan) -> model.PlanSpec:
         goal_target=plan.business_goal.target if plan.HasField("business_goal") else None,
         start_ms=_ms(plan.start_time), end_ms=_ms(plan.end_time), priority=plan.priority,
         category=CATEGORY.get(plan.category, ""), owner=plan.owner, touches=tuple(touches),
+        control_percent=plan.control_group_percent,
+        follow_ups=tuple(follow_up_from_proto(f, i) for i, f in enumerate(plan.follow_ups)),
+        attribution_window_s=plan.business_goal.attribution_window_seconds,
     )
 
 
@@ -102,7 +215,10 @@ def plan_to_proto(plan: model.Plan) -> pb.Plan:
     out = pb.Plan(
         name=plan.name, display_name=s.display_name,
         goal_type={v: k for k, v in GOALS.items()}[s.goal_type], scene=s.scene,
-        business_goal=pb.BusinessGoal(event_type=s.goal_event, target=s.goal_target or 0.0),
+        business_goal=pb.BusinessGoal(event_type=s.goal_event, target=s.goal_target or 0.0,
+                                      attribution_window_seconds=s.attribution_window_s),
+        control_group_percent=s.control_percent,
+        follow_ups=[follow_up_to_proto(f) for f in s.follow_ups],
         start_time=_ts(s.start_ms), end_time=_ts(s.end_ms), priority=s.priority,
         category={v: k for k, v in CATEGORY.items()}[s.category], owner=s.owner,
         state=STATE_ENUM[plan.state], creator=plan.creator, content_hash=plan.content_hash,
@@ -120,8 +236,14 @@ def plan_to_proto(plan: model.Plan) -> pb.Plan:
             touch.audience.segment = t.audience.segment
         else:
             touch.audience.users.external_ids.extend(t.audience.external_ids)
+        if t.trigger:
+            touch.trigger.CopyFrom(trigger_to_proto(t.trigger))
+        if t.experiment:
+            touch.experiment.CopyFrom(experiment_to_proto(t.experiment))
         sch = t.schedule
-        if sch.kind == "now":
+        if sch.kind == "trigger":
+            pass  # a triggered touch has no schedule on the wire
+        elif sch.kind == "now":
             touch.schedule.now.SetInParent()
         elif sch.kind == "at":
             touch.schedule.at_time.CopyFrom(_ts(sch.at_ms))
@@ -154,8 +276,11 @@ def _page_size(value: int, default: int, maximum: int, field: str = "page_size")
 class DeliveryServicer(pb_grpc.DeliveryServiceServicer):
     """Thin translation; every rule lives in DeliveryCore."""
 
-    def __init__(self, core: DeliveryCore):
+    def __init__(self, core: DeliveryCore, intake: OutcomeIntake | None = None,
+                 stats: EffectStats | None = None):
         self.core = core
+        self.intake = intake
+        self.stats = stats or EffectStats(core.store.engine)
 
     @staticmethod
     def _actor() -> tuple[str, frozenset[str]]:
@@ -194,9 +319,9 @@ class DeliveryServicer(pb_grpc.DeliveryServiceServicer):
             raise InvalidArgument("update_mask", f"cannot update {', '.join(unknown)}")
         merged = plan_to_proto(current)
         for path in paths:
-            if path == "touches":
-                del merged.touches[:]
-                merged.touches.extend(request.plan.touches)
+            if path in ("touches", "follow_ups"):
+                del getattr(merged, path)[:]
+                getattr(merged, path).extend(getattr(request.plan, path))
             elif path in ("business_goal", "start_time", "end_time"):
                 getattr(merged, path).CopyFrom(getattr(request.plan, path))
             else:
@@ -302,7 +427,109 @@ class DeliveryServicer(pb_grpc.DeliveryServiceServicer):
                 touch_id=r.touch_id, occurrence_key=r.occurrence_key, user_id=r.user_id,
                 channel=CHANNEL_ENUM.get(r.channel, 0), status=SEND_STATUS[r.status],
                 reason=r.reason or "", attempts=r.attempts, idempotency_key=r.idempotency_key,
-                not_before_time=_ts(r.not_before_ms), update_time=_ts(r.updated_ms))
+                not_before_time=_ts(r.not_before_ms), update_time=_ts(r.updated_ms),
+                variant_id=r.variant_id or "", sent_time=_ts(r.sent_ms))
                 for r in rows],
             next_page_token=encode_token(rows[-1].id) if more else "",
             status_counts=self.core.store.status_counts(plan_id))
+
+    def ReportOutcomes(self, request, context):
+        if len(request.outcomes) > MAX_BATCH:
+            raise InvalidArgument("outcomes", f"at most {MAX_BATCH} outcomes per call")
+        if self.intake is None:
+            from services.common.errors import Unavailable
+
+            raise Unavailable("outcome intake is not configured")
+        items = [OutcomeItem(o.idempotency_key, OUTCOME_KINDS.get(o.type, ""),
+                             _ms(o.time) if o.HasField("time") else 0,
+                             o.value if o.type == pb.OUTCOME_TYPE_CONVERTED else None)
+                 for o in request.outcomes]
+        out = pb.ReportOutcomesResponse()
+        for r in self.intake.report(items, source=f"api:{self._actor()[0]}"):
+            status = status_pb2.Status(code=code_pb2.OK, message=r.status)
+            if r.status == REFUSED:
+                field = r.field.replace(".message_id", ".idempotency_key").replace(
+                    ".kind", ".type")
+                status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT,
+                                           message=f"{field}: {r.reason}")
+                detail = error_details_pb2.BadRequest(field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=field,
+                                                                description=r.reason)])
+                status.details.add().Pack(detail)
+            out.results.add(index=r.index, status=status)
+        return out
+
+    def GetPlanStats(self, request, context):
+        plan_id = plan_id_from(request.plan, "plan")
+        self.core.get_plan(plan_id)
+        out = pb.GetPlanStatsResponse(
+            totals=[effect_to_proto(r) for r in self.stats.totals(plan_id)])
+        if request.include_hourly_series:
+            for p in self.stats.series(plan_id):
+                out.hourly.add(
+                    touch_id=p["touch_id"], variant_id=p["variant"], hour=_ts(p["start_ms"]),
+                    funnel=pb.Funnel(sent=p["sent"]), delivered=p["delivered"],
+                    opened=p["opened"], clicked=p["clicked"], converted=p["converted"],
+                    unsubscribed=p["unsubscribes"],
+                    notification_disabled=p["notification_disabled"],
+                    uninstalled=p["uninstalls"],
+                    click_through_rate=p["clicked"] / p["sent"] if p["sent"] else 0.0,
+                    conversion_rate=p["converted"] / p["sent"] if p["sent"] else 0.0)
+        return out
+
+    def GetExperiment(self, request, context):
+        plan_id = plan_id_from(request.plan, "plan")
+        if not request.touch_id:
+            raise InvalidArgument("touch_id", "is required")
+        plan = self.core.get_plan(plan_id)
+        plan.touch(request.touch_id)
+        exp = self.core.experiments.find(plan_id, request.touch_id)
+        if exp is None:
+            raise NotFound("experiment", f"{plan.name}/touches/{request.touch_id}/experiment")
+        if exp.spec.mode == "race" and exp.state == "open" and exp.started_ms is not None:
+            exp = self.core.evaluate_race(plan_id, request.touch_id)
+        rows = {r.variant: r for r in self.stats.totals(plan_id)
+                if r.touch_id == request.touch_id and r.variant}
+        successes, trials = self.core.experiments.counts(plan_id, request.touch_id)
+        ids = exp.spec.variant_ids
+        from services.delivery.experiments import prob_best
+
+        probs = prob_best([successes[v] for v in ids], [trials[v] for v in ids],
+                          exp.spec.mc_draws, exp.spec.seed).tolist()
+        if exp.state == "decided":
+            decision = (f"{exp.decision_rule}: {exp.winner} with probability of being best "
+                        f"{(exp.prob_best or 0.0):.3f}")
+        elif exp.spec.mode != "race":
+            decision = f"{exp.spec.mode}: no winner is declared in this mode"
+        elif exp.started_ms is None:
+            decision = "not started"
+        else:
+            decision = (f"open: best so far {ids[max(range(len(ids)), key=probs.__getitem__)]}"
+                        f" at {max(probs):.3f}; needs {exp.spec.prob_best:.2f} with "
+                        f"{exp.spec.min_samples} sends per variant")
+        variants = []
+        for v in ids:
+            row = rows.get(v)
+            if row is None:
+                row = EffectRow(request.touch_id, v, "")
+            variants.append(effect_to_proto(row))
+        return pb.GetExperimentResponse(variants=variants, winner_variant_id=exp.winner or "",
+                                        decision=decision, mode=MODE_ENUM[exp.spec.mode],
+                                        probability_best=probs)
+
+
+def effect_to_proto(r: EffectRow) -> pb.EffectStats:
+    removed = sorted(r.suppressed.items())
+    out = pb.EffectStats(
+        touch_id=r.touch_id, variant_id=r.variant, channel=CHANNEL_ENUM.get(r.channel, 0),
+        funnel=pb.Funnel(audience=r.audience, sent=r.sent,
+                         failed=r.suppressed.get("dead", 0),
+                         removed=[pb.ReasonCount(reason=k, count=v) for k, v in removed
+                                  if k != "dead"]),
+        delivered=r.delivered, opened=r.opened, clicked=r.clicked,
+        click_through_rate=r.click_through_rate, converted=r.converted,
+        conversion_rate=r.conversion_rate, revenue=r.revenue, unsubscribed=r.unsubscribes,
+        notification_disabled=r.notification_disabled, uninstalled=r.uninstalls)
+    if r.uplift is not None:
+        out.uplift, out.uplift_ci_low, out.uplift_ci_high = r.uplift, r.uplift_low, r.uplift_high
+    return out

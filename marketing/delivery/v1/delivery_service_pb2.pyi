@@ -262,7 +262,7 @@ class Cron(_message.Message):
     def __init__(self, expression: _Optional[str] = ..., time_zone: _Optional[str] = ..., user_time_zone: _Optional[bool] = ...) -> None: ...
 
 class Trigger(_message.Message):
-    __slots__ = ("event_type", "absent_event_type", "within_seconds", "entered_segment", "delay_seconds", "property_equals")
+    __slots__ = ("event_type", "absent_event_type", "within_seconds", "entered_segment", "delay_seconds", "property_equals", "correlate_on_property")
     class PropertyEqualsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -276,13 +276,15 @@ class Trigger(_message.Message):
     ENTERED_SEGMENT_FIELD_NUMBER: _ClassVar[int]
     DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PROPERTY_EQUALS_FIELD_NUMBER: _ClassVar[int]
+    CORRELATE_ON_PROPERTY_FIELD_NUMBER: _ClassVar[int]
     event_type: str
     absent_event_type: str
     within_seconds: int
     entered_segment: str
     delay_seconds: int
     property_equals: _containers.MessageMap[str, _common_pb2.Value]
-    def __init__(self, event_type: _Optional[str] = ..., absent_event_type: _Optional[str] = ..., within_seconds: _Optional[int] = ..., entered_segment: _Optional[str] = ..., delay_seconds: _Optional[int] = ..., property_equals: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
+    correlate_on_property: str
+    def __init__(self, event_type: _Optional[str] = ..., absent_event_type: _Optional[str] = ..., within_seconds: _Optional[int] = ..., entered_segment: _Optional[str] = ..., delay_seconds: _Optional[int] = ..., property_equals: _Optional[_Mapping[str, _common_pb2.Value]] = ..., correlate_on_property: _Optional[str] = ...) -> None: ...
 
 class Experiment(_message.Message):
     __slots__ = ("mode", "variants", "exploration_percent", "observation_window_seconds", "metric", "min_samples_per_variant", "deadline_seconds", "fallback_variant_id")
@@ -317,7 +319,7 @@ class Variant(_message.Message):
     def __init__(self, variant_id: _Optional[str] = ..., content: _Optional[_Union[Content, _Mapping]] = ..., split_percent: _Optional[float] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ...) -> None: ...
 
 class FollowUp(_message.Message):
-    __slots__ = ("after_touch_id", "wait_seconds", "converted_next_touch_id", "converted_handover_plan", "unconverted_touch_id", "max_repeats", "repeat_spacing_seconds")
+    __slots__ = ("after_touch_id", "wait_seconds", "converted_next_touch_id", "converted_handover_plan", "unconverted_touch_id", "max_repeats", "repeat_spacing_seconds", "converted_handover_touch_id")
     AFTER_TOUCH_ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONVERTED_NEXT_TOUCH_ID_FIELD_NUMBER: _ClassVar[int]
@@ -325,6 +327,7 @@ class FollowUp(_message.Message):
     UNCONVERTED_TOUCH_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_REPEATS_FIELD_NUMBER: _ClassVar[int]
     REPEAT_SPACING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_HANDOVER_TOUCH_ID_FIELD_NUMBER: _ClassVar[int]
     after_touch_id: str
     wait_seconds: int
     converted_next_touch_id: str
@@ -332,7 +335,8 @@ class FollowUp(_message.Message):
     unconverted_touch_id: str
     max_repeats: int
     repeat_spacing_seconds: int
-    def __init__(self, after_touch_id: _Optional[str] = ..., wait_seconds: _Optional[int] = ..., converted_next_touch_id: _Optional[str] = ..., converted_handover_plan: _Optional[str] = ..., unconverted_touch_id: _Optional[str] = ..., max_repeats: _Optional[int] = ..., repeat_spacing_seconds: _Optional[int] = ...) -> None: ...
+    converted_handover_touch_id: str
+    def __init__(self, after_touch_id: _Optional[str] = ..., wait_seconds: _Optional[int] = ..., converted_next_touch_id: _Optional[str] = ..., converted_handover_plan: _Optional[str] = ..., unconverted_touch_id: _Optional[str] = ..., max_repeats: _Optional[int] = ..., repeat_spacing_seconds: _Optional[int] = ..., converted_handover_touch_id: _Optional[str] = ...) -> None: ...
 
 class CreatePlanRequest(_message.Message):
     __slots__ = ("plan",)
@@ -637,7 +641,7 @@ class RunTouchResponse(_message.Message):
     def __init__(self, funnel: _Optional[_Union[Funnel, _Mapping]] = ...) -> None: ...
 
 class Send(_message.Message):
-    __slots__ = ("touch_id", "occurrence_key", "user_id", "channel", "status", "reason", "attempts", "idempotency_key", "not_before_time", "update_time")
+    __slots__ = ("touch_id", "occurrence_key", "user_id", "channel", "status", "reason", "attempts", "idempotency_key", "not_before_time", "update_time", "variant_id", "sent_time")
     TOUCH_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRENCE_KEY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -648,6 +652,8 @@ class Send(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SENT_TIME_FIELD_NUMBER: _ClassVar[int]
     touch_id: str
     occurrence_key: str
     user_id: int
@@ -658,7 +664,9 @@ class Send(_message.Message):
     idempotency_key: str
     not_before_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, touch_id: _Optional[str] = ..., occurrence_key: _Optional[str] = ..., user_id: _Optional[int] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., status: _Optional[_Union[SendStatus, str]] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., not_before_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    variant_id: str
+    sent_time: _timestamp_pb2.Timestamp
+    def __init__(self, touch_id: _Optional[str] = ..., occurrence_key: _Optional[str] = ..., user_id: _Optional[int] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., status: _Optional[_Union[SendStatus, str]] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., not_before_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variant_id: _Optional[str] = ..., sent_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListSendsRequest(_message.Message):
     __slots__ = ("plan", "status", "page_size", "page_token")
@@ -778,11 +786,15 @@ class GetExperimentRequest(_message.Message):
     def __init__(self, plan: _Optional[str] = ..., touch_id: _Optional[str] = ...) -> None: ...
 
 class GetExperimentResponse(_message.Message):
-    __slots__ = ("variants", "winner_variant_id", "decision")
+    __slots__ = ("variants", "winner_variant_id", "decision", "mode", "probability_best")
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     WINNER_VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_BEST_FIELD_NUMBER: _ClassVar[int]
     variants: _containers.RepeatedCompositeFieldContainer[EffectStats]
     winner_variant_id: str
     decision: str
-    def __init__(self, variants: _Optional[_Iterable[_Union[EffectStats, _Mapping]]] = ..., winner_variant_id: _Optional[str] = ..., decision: _Optional[str] = ...) -> None: ...
+    mode: ExperimentMode
+    probability_best: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, variants: _Optional[_Iterable[_Union[EffectStats, _Mapping]]] = ..., winner_variant_id: _Optional[str] = ..., decision: _Optional[str] = ..., mode: _Optional[_Union[ExperimentMode, str]] = ..., probability_best: _Optional[_Iterable[float]] = ...) -> None: ...

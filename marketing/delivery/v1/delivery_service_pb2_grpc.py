@@ -287,22 +287,28 @@ class DeliveryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportOutcomes(self, request, context):
-        """Reports message outcomes (delivered, opened, clicked, converted, unsubscribed, ...),
-        idempotent per message and outcome; unknown messages fail per item.
+        """Reports message outcomes (delivered, opened, clicked, converted, unsubscribed, ...) by the
+        message's idempotency key, idempotent per message and outcome type. Each item gets its own
+        status: OK (also for a repeat, which counts once; the status message says "duplicate"), or
+        INVALID_ARGUMENT with the field (unknown message, unspecified type, a time in the future)
+        without failing the others. Unsubscribes and notification-disabled reports update the
+        profile service's consent and flags at once. At most 1,000 outcomes per call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPlanStats(self, request, context):
-        """Effect statistics of a plan per touch, variant and channel, as totals and hourly series.
+        """Effect statistics of a plan: the plan total first, then one entry per touch, variant and
+        channel; optionally the hourly series (sends by send hour, outcomes by outcome hour).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetExperiment(self, request, context):
-        """The state of a touch's experiment: per-variant results and the winner, if decided.
+        """The state of a touch's experiment: per-variant results and the winner once decided. An
+        open race is evaluated against its rule by this call, so the answer is current.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

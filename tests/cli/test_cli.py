@@ -136,6 +136,10 @@ def test_segment_commands_show_rule_text_and_locate_rule_errors(capsys, tmp_path
                                                                 monkeypatch):
     from tests.suite import running_suite
 
+    # Set before the suite starts: monkeypatch restores on teardown what it saw first, and the
+    # suite sets (and restores) MKT_API_KEY itself, so setting it inside would leak a key.
+    monkeypatch.setenv("MKT_API_KEY", "operator-key")
+    monkeypatch.setenv("SEGMENT_ADDR", "")
     with running_suite(tmp_path, redis_url, services=("profile", "segment")) as suite:
         monkeypatch.setenv("SEGMENT_ADDR", suite["segment"]["address"])
         monkeypatch.setenv("MKT_API_KEY", "operator-key")

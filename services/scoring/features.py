@@ -17,6 +17,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     func,
     literal_column,
@@ -166,6 +167,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _bool_as_number(column):
+    """1.0 / 0.0 / NULL: PostgreSQL has no cast from boolean to a floating type."""
+    return case((column.is_(True), 1.0), (column.is_(False), 0.0), else_=None)
+
+
 def _column_for(spec: FeatureSpec, index: int, as_of: Any, joins: dict[str, Any]):
     """The SQL expression of one feature, adding the outer joins it needs to ``joins``."""
     if spec.source == "attribute":
@@ -173,11 +179,11 @@ def _column_for(spec: FeatureSpec, index: int, as_of: Any, joins: dict[str, Any]
         joins[alias.name] = (alias, and_(alias.c.user_id == profiles.c.id, alias.c.name == spec.key))
         if spec.is_string:
             return alias.c.str_value
+        flag = _bool_as_number(alias.c.bool_value)
         if spec.value_type == "bool":
-            return cast(alias.c.bool_value, Float)
+            return flag
         # Timestamp attributes are read as epoch milliseconds, numbers as they are.
-        return func.coalesce(alias.c.num_value, cast(alias.c.ts_value, Float),
-                             cast(alias.c.bool_value, Float))
+        return func.coalesce(alias.c.num_value, cast(alias.c.ts_value, Float), flag)
     if spec.source == "trait":
         joins["traits"] = (computed_traits, computed_traits.c.user_id == profiles.c.id)
         column = computed_traits.c[spec.key]

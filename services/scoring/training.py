@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Float, cast, exists, func, or_, select
+from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.engine import Engine
 
 from services.common.errors import InvalidArgument
@@ -158,7 +158,8 @@ def _label_expression(label: LabelSpec, cutoff_ms: int):
                                    events.c.ts_ms < cutoff_ms + label.within_days * DAY_MS)
     else:
         return None
-    return cast(condition, Float)
+    # A CASE rather than a cast: PostgreSQL has no cast from boolean to a floating type.
+    return case((condition, 1.0), else_=0.0)
 
 
 @dataclasses.dataclass

@@ -165,3 +165,70 @@ def test_roles_are_enforced(stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["name"]
     code, _ = code_and_fields(lambda: stub["operator"].GetPlan(pb.GetPlanRequest(name="plans/999")))
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+def with_experiment(plan, mode=pb.EXPERIMENT_MODE_RACE, variants=("a", "b"), shares=(),
+                    window_s=3600):
+    plan.touches[0].experiment.CopyFrom(pb.Experiment(
+        mode=mode, exploration_percent=20, observation_window_seconds=window_s,
+        variants=[pb.Variant(variant_id=v, split_percent=(shares[i] if shares else 0),
+                             content=pb.Content(body=f"Copy {v}"))
+                  for i, v in enumerate(variants)]))
+    return plan
+
+
+@pytest.mark.parametrize("make,field", [
+    (lambda: with_experiment(plan_message(), variants=("a",)), "touches[0].experiment.variants"),
+    (lambda: with_experiment(plan_message(), mode=pb.EXPERIMENT_MODE_SPLIT, shares=(50, 40)),
+     "touches[0].experiment.variants"),
+    (lambda: with_experiment(plan_message(), window_s=30 * DAY_S),
+     "touches[0].experiment.observation_window_seconds"),
+    (lambda: with_experiment(plan_message(body="Hi {{ shoe_size }}")), "touches[0].content.body"),
+    (lambda: (lambda p: (setattr(p, "control_group_percent", 60), p)[1])(plan_message()),
+     "control_group_percent"),
+    (lambda: (lambda p: (p.touches[0].trigger.CopyFrom(pb.Trigger(
+        event_type="order_submitted", absent_event_type="order_paid")), p)[1])(plan_message()),
+     "touches[0].trigger.within_seconds"),
+    (lambda: (lambda p: (p.follow_ups.add(after_touch_id="t1", wait_seconds=0), p)[1])(
+        plan_message()), "follow_ups[0].wait_seconds"),
+])
+def test_bad_experiments_triggers_and_follow_ups_are_refused_at_save(stub, make, field):
+    code, fields = code_and_fields(lambda: stub["operator"].CreatePlan(
+        pb.CreatePlanRequest(plan=make())))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in fields, fields
+
+
+def test_experiment_trigger_and_follow_up_are_kept_and_approval_covers_them(stub):
+    op, approver = stub["operator"], stub["approver"]
+    message = with_experiment(plan_message())
+    message.control_group_percent = 10
+    message.touches.add().CopyFrom(message.touches[0])
+    message.touches[1].touch_id = "remind"
+    message.touches[1].ClearField("experiment")
+    message.touches[1].trigger.CopyFrom(pb.Trigger(
+        event_type="order_submitted", absent_event_type="order_paid", within_seconds=600,
+        correlate_on_property="order_id"))
+    message.follow_ups.add(after_touch_id="t1", wait_seconds=3600, max_repeats=1,
+                           repeat_spacing_seconds=3600, converted_next_touch_id="remind")
+    plan = op.CreatePlan(pb.CreatePlanRequest(plan=message)).plan
+    assert plan.touches[0].experiment.variants[1].variant_id == "b"
+    assert plan.touches[1].trigger.within_seconds == 600
+    assert not plan.touches[1].HasField("schedule")
+    assert plan.follow_ups[0].converted_next_touch_id == "remind"
+    op.SubmitPlan(pb.SubmitPlanRequest(name=plan.name))
+    approver.ApprovePlan(pb.ApprovePlanRequest(name=plan.name, content_hash=plan.content_hash))
+    changed = pb.Plan(name=plan.name)
+    changed.touches.extend(plan.touches)
+    changed.touches[0].experiment.variants[1].content.body = "Other copy"
+    updated = op.UpdatePlan(pb.UpdatePlanRequest(
+        plan=changed, update_mask=field_mask_pb2.FieldMask(paths=["touches"]))).plan
+    assert updated.state == pb.PLAN_STATE_DRAFT and updated.content_hash != plan.content_hash
+    # The triggered touch is never sent by the batch scheduler.
+    op.SubmitPlan(pb.SubmitPlanRequest(name=plan.name))
+    approver.ApprovePlan(pb.ApprovePlanRequest(name=plan.name,
+                                               content_hash=updated.content_hash))
+    op.SchedulePlan(pb.SchedulePlanRequest(name=plan.name))
+    op.ExecutePlan(pb.ExecutePlanRequest(name=plan.name))
+    sends = op.ListSends(pb.ListSendsRequest(plan=plan.name)).sends
+    assert sends and {s.touch_id for s in sends} == {"t1"}

@@ -29,6 +29,10 @@ def stub(tmp_path, monkeypatch, redis_client):
     monkeypatch.setenv("DELIVERY_PROFILE_SOURCE", "sql")
     monkeypatch.setenv("DELIVERY_STATIC_AUDIENCES", json.dumps({"everyone": [1, 2, 3]}))
     monkeypatch.setenv("DELIVERY_SCHEDULER_INTERVAL_SECONDS", "0")
+    # The stream consumers block for up to a second per read; these tests do not use them.
+    monkeypatch.setenv("DELIVERY_TRIGGERS_ENABLED", "0")
+    monkeypatch.setenv("DELIVERY_ATTRIBUTION_ENABLED", "0")
+    monkeypatch.setenv("DELIVERY_EFFECTS_INTERVAL_SECONDS", "0")
     settings = service_settings(
         "delivery", tmp_path, redis_url=f"redis://{kw['host']}:{kw['port']}/0",
         api_keys=parse_api_keys(TEST_API_KEYS + ";both-key:operator+approver:mallory"))

@@ -232,6 +232,14 @@ def item_status(error: ServiceError | None) -> status_pb2.Status:
 # --- the servicer ----------------------------------------------------------------------------
 
 
+
+def _enum_name(names: dict, number: int, field: str) -> str:
+    """The domain name of an enum value; numbers this server does not know are refused."""
+    try:
+        return names[number]
+    except KeyError:
+        raise InvalidArgument(field, f"unknown value {number}") from None
+
 class ProfileServicer(pb_grpc.ProfileServiceServicer):
     """Thin translation layer over ProfileCore; every rule lives in the core."""
 
@@ -272,9 +280,10 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
     def ListProfiles(self, request, context):
         filters: dict = {"tag": request.tag}
         if request.rfm_group:
-            filters["rfm_group"] = _GROUP_NAMES[request.rfm_group]
+            filters["rfm_group"] = _enum_name(_GROUP_NAMES, request.rfm_group, "rfm_group")
         if request.lifecycle_stage:
-            filters["lifecycle_stage"] = _STAGE_NAMES[request.lifecycle_stage]
+            filters["lifecycle_stage"] = _enum_name(_STAGE_NAMES, request.lifecycle_stage,
+                                                    "lifecycle_stage")
         if request.HasField("attribute_equals"):
             kind, value = value_in(request.attribute_equals.value)
             if kind is None:

@@ -211,6 +211,10 @@ def test_bad_profile_input_names_the_field(start):
     with pytest.raises(grpc.RpcError) as err:
         stub.ListProfiles(pb.ListProfilesRequest(page_token="garbage"))
     assert _fields(err) == ["page_token"]
+    for field in ("rfm_group", "lifecycle_stage"):  # an enum number this server does not know
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListProfiles(pb.ListProfilesRequest(**{field: 99}))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == [field]
 
 
 def test_bad_event_batches(start):

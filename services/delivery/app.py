@@ -243,7 +243,7 @@ class EffectWorkers:
         while not self._stop.is_set():
             try:
                 self.attribute_once()
-            except Exception:  # noqa: BLE001 - unacknowledged entries are read again
+            except Exception:
                 log.exception("attribution pass failed")
                 self._stop.wait(1.0)
 
@@ -263,7 +263,7 @@ class EffectWorkers:
         while not self._stop.wait(self.interval_s):
             try:
                 self.effects_once()
-            except Exception:  # noqa: BLE001 - the next pass tries again
+            except Exception:
                 log.exception("effects pass failed")
 
 

@@ -25,13 +25,13 @@ from services.common.errors import (
     Unavailable,
 )
 from services.delivery import model
+from services.delivery.caps import CapGuard, CapRequest, RateLimiter, _zone, calendar_bucket
 from services.delivery.experiments import (
     ARM_CONTROL,
     Experiments,
     ExperimentSpec,
     validate_experiment,
 )
-from services.delivery.caps import CapGuard, CapRequest, RateLimiter, _zone, calendar_bucket
 from services.delivery.gateways import (
     ACCEPTED,
     DUPLICATE,

@@ -34,8 +34,9 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, func, select, update
@@ -92,7 +93,7 @@ class ExperimentSpec:
     seed: int = 0
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "ExperimentSpec":
+    def from_dict(data: dict[str, Any]) -> ExperimentSpec:
         fields = {k: v for k, v in data.items() if k != "variants"}
         return ExperimentSpec(variants=tuple(Variant(**v) for v in data.get("variants", ())),
                               **fields)

@@ -255,8 +255,8 @@ def validate_spec(spec: PlanSpec) -> list[tuple[str, str]]:
             errors.append((f"{prefix}.content.webhook_url", "is required for the webhook channel"))
         errors.extend(_validate_schedule(spec, touch.schedule, f"{prefix}.schedule"))
         if (touch.schedule.kind == "trigger") != bool(touch.trigger):
-            errors.append((f"{prefix}.trigger", "a touch has a trigger exactly when its "
-                           "schedule kind is 'trigger'"))
+            errors.append((f"{prefix}.trigger",
+                           "a touch has a trigger exactly when its schedule kind is 'trigger'"))
     return errors
 
 

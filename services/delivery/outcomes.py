@@ -15,13 +15,14 @@ moment the user was held back, so contacted and control rates are comparable. Ea
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import hmac
+import http.server
 import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
@@ -194,7 +195,7 @@ class OutcomeIntake:
                 ConsentChange(r["user_id"], external.get(r["user_id"], ""), r["channel"],
                               r["kind"], r["ts_ms"], f"delivery:{source}")
                 for r in rows])
-        except Exception:  # noqa: BLE001 - kept for the retry pass
+        except Exception:
             log.exception("opt-outs could not reach the profile service; kept for retry")
             return
         self._mark_applied([(r["message_key"], r["kind"]) for r in rows])
@@ -277,7 +278,7 @@ def serve_webhook(webhook: WebhookIntake, host: str = "127.0.0.1", port: int = 0
     """Serves ``POST /v1/outcomes/<vendor>`` in a background thread; returns the server."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             prefix = "/v1/outcomes/"
             if not self.path.startswith(prefix):
                 return self._reply(404, {"error": "not found"})

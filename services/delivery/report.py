@@ -15,9 +15,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from services.delivery.stats import EffectStats  # noqa: E402
+from services.delivery.stats import EffectStats
 
 FUNNEL = ("audience", "sent", "delivered", "opened", "clicked", "converted")
 
@@ -52,7 +52,7 @@ def draw_report(stats: EffectStats, plan_id: int, out_dir: pathlib.Path) -> list
         by_hour = {h: 0 for h in hours}
         for p in series:
             by_hour[p["start_ms"]] += p[measure]
-        ax.plot([dt.datetime.fromtimestamp(h / 1000, dt.timezone.utc) for h in hours],
+        ax.plot([dt.datetime.fromtimestamp(h / 1000, dt.UTC) for h in hours],
                 [by_hour[h] for h in hours], marker="o", label=measure)
     ax.set_title(f"plans/{plan_id}: per hour (UTC)", fontsize=10)
     ax.legend()

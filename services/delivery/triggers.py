@@ -42,8 +42,8 @@ import logging
 import os
 import socket
 import time
-from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 from sqlalchemy import select
@@ -53,7 +53,6 @@ from services.common.errors import InvalidArgument, NotFound
 from services.delivery import model
 from services.delivery.core import DeliveryCore, Funnel
 from services.delivery.store import dialect_insert
-from services.delivery.tables import sends
 from services.delivery.tables_effects import triggers as triggers_table
 
 log = logging.getLogger(__name__)
@@ -115,7 +114,7 @@ class TriggerSpec:
     filters: tuple[PropertyFilter, ...] = ()
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "TriggerSpec":
+    def from_dict(data: dict[str, Any]) -> TriggerSpec:
         fields = {k: v for k, v in data.items() if k != "filters"}
         return TriggerSpec(filters=tuple(PropertyFilter(**f) for f in data.get("filters", ())),
                            **fields)
@@ -522,7 +521,7 @@ class TriggerEngine:
             try:
                 self.poll(block_ms)
                 self.fire_due()
-            except Exception:  # noqa: BLE001 - keep consuming; the stream keeps what failed
+            except Exception:
                 log.exception("trigger pass failed")
                 stop.wait(1.0)
 

@@ -13,12 +13,12 @@ from services.delivery.experiments import Experiments, ExperimentSpec, Variant
 from services.delivery.tables import sends, sink_messages
 from services.delivery.triggers import (
     CLAIM_SCRIPT,
-    Fire,
     DUE_KEY,
     EVENTS_STREAM,
     INFLIGHT_KEY,
     MEMBERSHIP_STREAM,
     TIMERS_KEY,
+    Fire,
     PropertyFilter,
     TriggeredSender,
     TriggerEngine,

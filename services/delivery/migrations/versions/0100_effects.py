@@ -1,7 +1,7 @@
 """Tables of experiments, triggers, outcomes and follow-up paths (see tables_effects.py)."""
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0100"
 down_revision = "0001"

@@ -44,6 +44,8 @@ ENV_VARS: dict[str, str] = {
     "SCORING_ADDR": "address of the scoring service (default localhost:50053)",
     "DELIVERY_ADDR": "address of the delivery service (default localhost:50054)",
     "MKT_API_KEY": "credential a service presents when it calls another service",
+    "MKT_RUN_PORT_OFFSET": "make run: shifts every port by this much, to run a second suite (0)",
+    "MKT_NO_PROGRESS": "mkt: 1 hides progress bars (unset)",
 }
 
 

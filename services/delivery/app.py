@@ -1,33 +1,7 @@
 """Assembles the delivery service from settings: stores, Redis, sources, gateways, scheduler.
 
-Service settings (environment, with defaults):
-
-- ``DELIVERY_FREQUENCY_CAPS``: JSON list of cap rules (see ``caps.CapRule``); default: 2
-  pushes per local day, 1 SMS per local day, 5 marketing messages per rolling 7 days.
-- ``DELIVERY_GATEWAYS``: JSON routing of channels to gateways (see ``gateways.build_router``);
-  default: every channel to the recording sink.
-- ``DELIVERY_WEBHOOK_SECRET``: HMAC-SHA256 key for webhook signatures (default empty: unsigned
-  keys are refused at start when a webhook route exists).
-- ``DELIVERY_WEBHOOK_ALLOW_PRIVATE``: 1 lets webhooks reach private/loopback/link-local
-  addresses (default 0).
-- ``DELIVERY_BATCH_SIZE`` (1000), ``DELIVERY_CLAIM_LEASE_SECONDS`` (30),
-  ``DELIVERY_MAX_ATTEMPTS`` (5), ``DELIVERY_RETRY_BACKOFF_SECONDS`` (30),
-  ``DELIVERY_SCHEDULER_INTERVAL_SECONDS`` (1; 0 disables the background scheduler),
-  ``DELIVERY_WORKER_ID`` (default host-pid).
-- ``DELIVERY_OPT_IN_CHANNELS`` (``email,sms``): channels that need a recorded opt-in.
-- ``DELIVERY_TRIGGERS_ENABLED`` (1): consume ``profile:events`` and ``segment:membership``
-  (consumer group ``delivery-triggers``) for event-triggered touches and fire their timers.
-- ``DELIVERY_ATTRIBUTION_ENABLED`` (1): consume ``profile:events`` with the consumer group
-  ``delivery-attribution`` and credit plans' goal events to their sends (last touch).
-- ``DELIVERY_EFFECTS_INTERVAL_SECONDS`` (5): how often follow-up paths advance, open copy races
-  are evaluated, pending opt-outs are retried and the effect gauges are published (0 off).
-- ``DELIVERY_WEBHOOK_INTAKE_PORT`` (0 = off): port of the signed outcome webhook intake
-  (``POST /v1/outcomes/<vendor>``), on ``DELIVERY_WEBHOOK_INTAKE_HOST`` (127.0.0.1), with
-  ``DELIVERY_OUTCOME_WEBHOOK_SECRETS``, a JSON object vendor -> HMAC key.
-- ``DELIVERY_PROFILE_SOURCE``: ``grpc`` (default; PROFILE_ADDR and SEGMENT_ADDR) or ``sql``
-  (read the profile store's read-path tables at PROFILE_READ_DATABASE_URL, read-only, with
-  audiences from ``DELIVERY_STATIC_AUDIENCES``, a JSON object of name -> user ids; for local
-  runs without the other services).
+Its ``DELIVERY_*`` settings, with meanings and defaults, are in ``settings.ENV_VARS``
+(rendered in docs/services.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,19 @@
+"""The segment service's settings: every ``SEGMENT_*`` variable with its meaning and default."""
+
+from __future__ import annotations
+
+ENV_VARS: dict[str, str] = {
+    "SEGMENT_KNOWN_MODELS": "comma-separated model names whose scores rules may name, besides "
+    "those already written to the scores table (empty)",
+    "SEGMENT_CATALOG_TTL_SECONDS": "how long the attribute catalogue and known fields are "
+    "cached for validation (30)",
+    "SEGMENT_REALTIME_ENABLED": "consume profile:events (group segment) to keep real-time "
+    "segments' membership current and publish segment:membership (1)",
+    "SEGMENT_CONSUMER_NAME": "this replica's name in the consumer group segment (host name)",
+    "SEGMENT_REALTIME_BATCH": "events re-checked together, one SQL per real-time segment per "
+    "batch (500)",
+    "SEGMENT_MEMBERSHIP_MAXLEN": "approximate length cap of the segment:membership stream "
+    "(1000000)",
+    "SEGMENT_SCHEDULER_INTERVAL_SECONDS": "how often scheduled snapshot refreshes are looked "
+    "for (30)",
+}

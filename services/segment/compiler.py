@@ -145,8 +145,10 @@ class Members:
     set operations), so no DISTINCT is needed. ``correlate`` builds the same test as an
     EXISTS correlated with an outer id column, for engines that run semi-joins best that
     way; it is None for queries with no table to correlate (groups, set operations).
-    ``rank`` orders candidate drivers of an AND: lower ranks are expected to be smaller and
-    cheaper to enumerate.
+    ``index_only`` says an index answers the correlated form without reading table rows
+    (event tests on type and time only: ``(user_id, event_type, ts_ms)``). ``rank`` orders
+    candidate drivers of an AND: lower ranks are expected to be smaller and cheaper to
+    enumerate.
     """
 
     query: Select
@@ -154,6 +156,7 @@ class Members:
     unique: bool = False
     correlate: Callable[[ColumnElement], ColumnElement] | None = None
     rank: int = 5
+    index_only: bool = False
 
     def negated(self) -> Members:
         return dataclasses.replace(self, positive=not self.positive)
@@ -251,15 +254,29 @@ class Compiler:
         where += [self._excludes(ids.c.user_id, p) for p in negatives]
         return Members(select(ids.c.user_id).where(*where), unique=True, rank=RANK_COMPOSITE)
 
-    def _includes(self, column, members: Members) -> ColumnElement:
+    def _correlates(self, members: Members) -> bool:
+        """Whether to spell a semi-join (anti-join) as a correlated (NOT) EXISTS.
+
+        PostgreSQL plans (NOT) EXISTS as hash or merge (anti-)joins, and runs NOT IN
+        (subquery) as a hashed subplan only while the ids fit in work_mem, as a nested loop
+        beyond. SQLite runs a correlated EXISTS as one index probe per outer row, which wins
+        when the index alone answers it; otherwise it reads a table row per probe, and IN
+        (one pass building a temporary index of the ids) is faster. DuckDB turns IN and NOT
+        IN into hash (anti-)joins directly.
+        """
         if self.dialect == "postgresql":
+            return True
+        if self.dialect == "sqlite":
+            return members.index_only and members.correlate is not None
+        return False
+
+    def _includes(self, column, members: Members) -> ColumnElement:
+        if self._correlates(members):
             return self._correlated(column, members)
         return column.in_(members.query)
 
     def _excludes(self, column, members: Members) -> ColumnElement:
-        # PostgreSQL runs NOT IN (subquery) as a hashed subplan only while the ids fit in
-        # work_mem and as a nested loop beyond, so it gets NOT EXISTS (a hash anti-join).
-        if self.dialect == "postgresql":
+        if self._correlates(members):
             return not_(self._correlated(column, members))
         return column.not_in(members.query)
 
@@ -271,7 +288,7 @@ class Compiler:
                       .correlate_except(found))
 
     def _leaf(self, user_id, where: list, *, unique: bool, rank: int,
-              positive: bool = True, select_from=None) -> Members:
+              positive: bool = True, select_from=None, index_only: bool = False) -> Members:
         """A filtered table as a set of ids, with its correlated (EXISTS) spelling."""
         source = user_id.table if select_from is None else select_from
         where = [*where, *self._users(user_id)]
@@ -283,7 +300,8 @@ class Compiler:
             return exists(select(literal(1)).select_from(source).where(user_id == outer, *where)
                           .correlate_except(source))
 
-        return Members(query, positive=positive, unique=unique, correlate=correlate, rank=rank)
+        return Members(query, positive=positive, unique=unique, correlate=correlate, rank=rank,
+                       index_only=index_only)
 
     # Helpers.
     def _users(self, column) -> list:
@@ -304,7 +322,7 @@ class Compiler:
         if bool in kinds:
             column = element.as_boolean()
         elif kinds & {int, float} and item.op is not Op.CONTAINS:
-            column = cast(element.as_string(), Double)
+            column = self.json_number(element)
         else:
             column = element.as_string()
         return compare(column, item.op, item.values)
@@ -319,7 +337,17 @@ class Compiler:
     def measure(self, table, measure: str | None):
         if measure is None or measure == VALUE_MEASURE:
             return table.c.value
-        return cast(table.c.properties[measure].as_string(), Double)
+        return self.json_number(table.c.properties[measure])
+
+    def json_number(self, element):
+        """A JSON property as a double, spelled the way each engine reads it fastest.
+
+        SQLite's JSON_EXTRACT already yields a number, so it is cast directly instead of
+        through text; the other engines extract text (``->>``) and cast it.
+        """
+        if self.dialect == "sqlite":
+            return element.as_float()
+        return cast(element.as_string(), Double)
 
     # Nodes.
     def _AttributeCondition(self, node: AttributeCondition) -> Members:
@@ -355,6 +383,7 @@ class Compiler:
         ev = pt.events
         where = [*self.event_filters(ev, node.event), *self.window(ev.c.ts_ms, node.window)]
         values = [float(v) for v in node.values]
+        index_only = not node.event.filters
         if node.aggregate is Aggregate.COUNT:
             # Existence tests need no grouping: "count >= 1" is "has such an event" and
             # "count == 0" is "has no such event".
@@ -362,10 +391,11 @@ class Compiler:
             if (node.op in (Op.GT, Op.GE) and one and not zero) or (
                 node.op is Op.NE and values[0] == 0
             ):
-                return self._leaf(ev.c.user_id, where, unique=False, rank=RANK_EVENTS)
+                return self._leaf(ev.c.user_id, where, unique=False, rank=RANK_EVENTS,
+                                  index_only=index_only)
             if node.op in (Op.EQ, Op.LT, Op.LE) and zero and not one:
                 return self._leaf(ev.c.user_id, where, unique=False, rank=RANK_EVENTS,
-                                  positive=False)
+                                  positive=False, index_only=index_only)
             aggregate = func.count()
         elif node.aggregate is Aggregate.ACTIVE_DAYS:
             aggregate = func.count(distinct(ev.c.ts_ms - ev.c.ts_ms % DAY_MS))

@@ -12,6 +12,7 @@ import uuid
 import numpy as np
 import sqlalchemy as sa
 from pyroaring import BitMap
+from sqlalchemy.schema import CreateTable
 
 from services.common import profile_tables as pt
 from services.segment.catalog import load_catalog
@@ -23,6 +24,8 @@ SIZES = {"quick": (20_000, 200_000), "full": (1_000_000, 10_000_000)}
 NOW = 1_717_200_000_000  # 2024-06-01T00:00:00Z
 DAY = 86_400_000
 SEED = 20240601
+# Spread of per-user activity (log-normal sigma); see generate().
+ACTIVITY_SIGMA = 1.2
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 EVENT_TYPES = ["view_page", "visit", "open_app", "add_to_cart", "post_note", "purchase",
@@ -57,70 +60,115 @@ def dialect_bits(kind: str) -> dict[str, str]:
 
 
 def hand_written(kind: str) -> dict[str, list[str]]:
-    """Hand-written counts for each field rule; the best of the variants is the anchor."""
+    """Hand-written counts for each field rule; the best of the variants is the anchor.
+
+    Each rule is written in every shape that engines run well: driven from the selective
+    rows with IN / NOT IN, with (NOT) EXISTS, and as INTERSECT / EXCEPT of id sets.
+    PostgreSQL gets no NOT IN variant: beyond work_mem it runs as a nested loop, the worst
+    shape there, not a contender for the best.
+    """
     b = dialect_bits(kind)
     w = "ts_ms <= :now"
-    return {
+    x_topic = b["topic"].replace("properties", "x.properties")
+    age = "SELECT user_id FROM profile_attributes WHERE name = 'age' AND num_value >= 30"
+    views = (f"SELECT user_id FROM events WHERE event_type = 'view_page' AND ts_ms > :d30 "
+             f"AND {w} AND {b['topic']} = 'anti-ageing'")
+    views_of = (f"SELECT 1 FROM events x WHERE x.user_id = {{}} AND x.event_type = 'view_page' "
+                f"AND x.ts_ms > :d30 AND x.ts_ms <= :now AND {x_topic} = 'anti-ageing'")
+    silver = ("SELECT user_id FROM profile_attributes WHERE name = 'member_level' "
+              "AND str_value = 'silver'")
+    visits = f"SELECT user_id FROM events WHERE event_type = 'visit' AND ts_ms > :d7 AND {w}"
+    visits_of = ("SELECT 1 FROM events x WHERE x.user_id = {} AND x.event_type = 'visit' "
+                 "AND x.ts_ms > :d7 AND x.ts_ms <= :now")
+    cart = (f"SELECT user_id FROM events WHERE event_type = 'add_to_cart' AND ts_ms > :d90 "
+            f"AND {w} GROUP BY user_id HAVING sum({b['qty']}) > 3")
+    points = "SELECT user_id FROM profile_attributes WHERE name = 'points' AND num_value > 100"
+    notes = (f"SELECT user_id FROM events WHERE event_type = 'post_note' AND {w} "
+             "GROUP BY user_id HAVING count(*) >= 5")
+    active = (f"SELECT user_id FROM events WHERE ts_ms > :d30 AND {w} GROUP BY user_id "
+              f"HAVING count(DISTINCT {b['day']}) BETWEEN 8 AND 10")
+    recent = f"SELECT user_id FROM events WHERE ts_ms > :d7 AND {w}"
+    purchases = (f"SELECT user_id FROM events WHERE event_type = 'purchase' AND ts_ms > :d7 "
+                 f"AND {w}")
+    purchases_of = ("SELECT 1 FROM events x WHERE x.user_id = {} AND x.event_type = 'purchase' "
+                    "AND x.ts_ms > :d7 AND x.ts_ms <= :now")
+    registered = f"SELECT user_id FROM events WHERE event_type = 'register' AND {w}"
+    orders = f"SELECT user_id FROM events WHERE event_type = 'order' AND {w}"
+    orders_of = ("SELECT 1 FROM events x WHERE x.user_id = {} AND x.event_type = 'order' "
+                 "AND x.ts_ms <= :now")
+    not_in = kind != "postgresql"
+    out = {
         "age30_no_antiageing_views": [
-            f"""SELECT count(*) FROM profile_attributes a WHERE a.name = 'age'
-                AND a.num_value >= 30 AND a.user_id NOT IN (
-                  SELECT user_id FROM events WHERE event_type = 'view_page'
-                  AND ts_ms > :d30 AND {w} AND {b['topic']} = 'anti-ageing')""",
-            f"""SELECT count(*) FROM profile_attributes a WHERE a.name = 'age'
-                AND a.num_value >= 30 AND NOT EXISTS (
-                  SELECT 1 FROM events e WHERE e.user_id = a.user_id
-                  AND e.event_type = 'view_page' AND e.ts_ms > :d30 AND e.ts_ms <= :now
-                  AND {b['topic'].replace('properties', 'e.properties')} = 'anti-ageing')""",
+            f"SELECT count(*) FROM ({age}) a WHERE NOT EXISTS ({views_of.format('a.user_id')})",
+            f"SELECT count(*) FROM ({age} EXCEPT {views}) s",
         ],
         "silver_visit7d_cart90d": [
-            f"""SELECT count(*) FROM profile_attributes a WHERE a.name = 'member_level'
-                AND a.str_value = 'silver'
-                AND a.user_id IN (SELECT user_id FROM events WHERE event_type = 'visit'
-                                  AND ts_ms > :d7 AND {w})
-                AND a.user_id IN (SELECT user_id FROM events WHERE event_type = 'add_to_cart'
-                                  AND ts_ms > :d90 AND {w} GROUP BY user_id
-                                  HAVING sum({b['qty']}) > 3)""",
+            (f"SELECT count(*) FROM ({silver}) a WHERE a.user_id IN ({visits}) "
+            f"AND a.user_id IN ({cart})"),
+            (f"SELECT count(*) FROM ({silver}) a WHERE EXISTS ({visits_of.format('a.user_id')}) "
+            f"AND a.user_id IN ({cart})"),
+            (f"SELECT count(*) FROM (SELECT DISTINCT user_id FROM ({visits}) v) v "
+            f"WHERE v.user_id IN ({silver}) AND v.user_id IN ({cart})"),
+            f"SELECT count(*) FROM ({silver} INTERSECT {visits} INTERSECT {cart}) s",
         ],
         "few_notes_points_active_days": [
-            f"""SELECT count(*) FROM profile_attributes a WHERE a.name = 'points'
-                AND a.num_value > 100
-                AND a.user_id NOT IN (SELECT user_id FROM events WHERE event_type = 'post_note'
-                                      AND {w} GROUP BY user_id HAVING count(*) >= 5)
-                AND a.user_id IN (SELECT user_id FROM events WHERE ts_ms > :d30 AND {w}
-                                  GROUP BY user_id
-                                  HAVING count(DISTINCT {b['day']}) BETWEEN 8 AND 10)""",
+            (f"SELECT count(*) FROM ({active}) a WHERE a.user_id IN ({points}) "
+            f"AND NOT EXISTS (SELECT 1 FROM ({notes}) n WHERE n.user_id = a.user_id)"),
+            f"SELECT count(*) FROM ({points} INTERSECT {active} EXCEPT {notes}) s",
         ],
         "active7d_no_purchase": [
-            f"""SELECT count(*) FROM (SELECT DISTINCT user_id FROM events
-                WHERE ts_ms > :d7 AND {w}) a WHERE a.user_id NOT IN (
-                  SELECT user_id FROM events WHERE event_type = 'purchase'
-                  AND ts_ms > :d7 AND {w})""",
+            (f"SELECT count(*) FROM (SELECT DISTINCT user_id FROM ({recent}) r) r "
+            f"WHERE NOT EXISTS ({purchases_of.format('r.user_id')})"),
+            f"SELECT count(*) FROM ({recent} EXCEPT {purchases}) s",
         ],
         "registered_never_ordered": [
-            f"""SELECT count(*) FROM (SELECT DISTINCT user_id FROM events
-                WHERE event_type = 'register' AND {w}) r WHERE r.user_id NOT IN (
-                  SELECT user_id FROM events WHERE event_type = 'order' AND {w})""",
+            (f"SELECT count(*) FROM (SELECT DISTINCT user_id FROM ({registered}) r) r "
+            f"WHERE NOT EXISTS ({orders_of.format('r.user_id')})"),
+            f"SELECT count(*) FROM ({registered} EXCEPT {orders}) s",
         ],
     }
+    if not_in:
+        out["age30_no_antiageing_views"].append(
+            f"SELECT count(*) FROM ({age}) a WHERE a.user_id NOT IN ({views})")
+        out["few_notes_points_active_days"] += [
+            (f"SELECT count(*) FROM ({points}) a WHERE a.user_id NOT IN ({notes}) "
+            f"AND a.user_id IN ({active})"),
+            (f"SELECT count(*) FROM ({active}) a WHERE a.user_id NOT IN ({notes}) "
+            f"AND a.user_id IN ({points})"),
+        ]
+        out["active7d_no_purchase"].append(
+            f"SELECT count(*) FROM (SELECT DISTINCT user_id FROM ({recent}) r) r "
+            f"WHERE r.user_id NOT IN ({purchases})")
+        out["registered_never_ordered"].append(
+            f"SELECT count(*) FROM (SELECT DISTINCT user_id FROM ({registered}) r) r "
+            f"WHERE r.user_id NOT IN ({orders})")
+    return out
 
 
 def generate(users: int, events: int) -> dict:
-    """Seeded, reproducible users and events as column arrays."""
+    """Seeded, reproducible users and events as column arrays.
+
+    Activity is skewed the way real audiences are: each user's share of the events follows a
+    log-normal law, so a few percent of users are active on many distinct days while most
+    have a handful of events. Uniformly spread events would leave almost nobody with 8 to 10
+    active days in a month, and the third field rule would select a trivial audience.
+    """
     rng = np.random.default_rng(SEED)
+    weights = rng.lognormal(0.0, ACTIVITY_SIGMA, users)
     data = {
         "age": rng.integers(18, 71, users),
         "level": rng.choice(["bronze", "silver", "gold"], users, p=[0.5, 0.3, 0.2]),
         "points": rng.integers(0, 301, users),
-        "user_id": rng.integers(1, users + 1, events),
+        "user_id": rng.choice(users, events, p=weights / weights.sum()) + 1,
         "ts_ms": NOW - rng.integers(1, 180 * DAY, events),
         "type_index": rng.choice(len(EVENT_TYPES), events, p=EVENT_WEIGHTS),
         "topic": rng.integers(0, len(TOPICS), events),
         "qty": rng.integers(1, 6, events),
         "value": np.round(rng.uniform(5, 200, events), 2),
     }
-    types = np.array(EVENT_TYPES)[data["type_index"]]
-    topic_json = np.array([json.dumps({"topic": t}) for t in TOPICS])
-    qty_json = np.array([json.dumps({"quantity": int(q)}) for q in range(6)])
+    types = np.array(EVENT_TYPES, dtype=object)[data["type_index"]]
+    topic_json = np.array([json.dumps({"topic": t}) for t in TOPICS], dtype=object)
+    qty_json = np.array([json.dumps({"quantity": int(q)}) for q in range(6)], dtype=object)
     props = np.full(events, None, dtype=object)
     is_view = types == "view_page"
     is_cart = types == "add_to_cart"
@@ -131,91 +179,141 @@ def generate(users: int, events: int) -> dict:
     return data
 
 
-def rows_attributes(data: dict):
-    users = len(data["age"])
-    for i in range(users):
-        uid = i + 1
-        yield (uid, "age", None, float(data["age"][i]))
-        yield (uid, "member_level", str(data["level"][i]), None)
-        yield (uid, "points", None, float(data["points"][i]))
+def frames(data: dict):
+    """The generated store as three data frames (profiles, attributes, events)."""
+    import pandas as pd
 
-
-def load(engine: sa.Engine, kind: str, data: dict) -> None:
-    """Bulk-loads the generated store, then builds the read path's indexes."""
     users, events = len(data["age"]), len(data["user_id"])
+    ids = np.arange(1, users + 1)
+    profiles = pd.DataFrame({"id": ids, "external_id": [f"u{i}" for i in range(1, users + 1)]})
+    attributes = pd.DataFrame({
+        "user_id": np.concatenate([ids, ids, ids]),
+        "name": ["age"] * users + ["member_level"] * users + ["points"] * users,
+        "str_value": [None] * users + data["level"].tolist() + [None] * users,
+        "num_value": np.concatenate([data["age"].astype(float), np.full(users, np.nan),
+                                     data["points"].astype(float)]),
+    })
+    values = data["values"]
+    event_frame = pd.DataFrame({
+        "id": np.arange(1, events + 1), "user_id": data["user_id"],
+        "event_type": data["types"], "ts_ms": data["ts_ms"],
+        "value": pd.array(np.where(np.isnan(values), None, values), dtype="Float64"),
+        "properties": data["props"]})
+    return profiles, attributes, event_frame
+
+
+def nullable(values) -> list:
+    """Floats with NaN (no value) as None, for drivers that bind None as NULL."""
+    array = np.asarray(values, dtype=float)
+    return np.where(np.isnan(array), None, array).tolist()
+
+
+PROFILE_COLUMNS = ("id, external_id, created_ms, updated_ms, time_zone, notifications_disabled, "
+                   "app_uninstalled")
+PROFILE_SELECT = "id, external_id, 0, 0, 'UTC', false, false"
+EVENT_COLUMNS = "id, event_id, user_id, event_type, ts_ms, value, properties"
+EVENT_SELECT = ("id, 'e' || id, user_id, event_type, ts_ms, value, properties")
+CHUNK = 500_000
+
+
+def load(engine: sa.Engine, kind: str, data: dict, tmp: pathlib.Path) -> None:
+    """Bulk-loads the generated store, then builds the read path's indexes and statistics.
+
+    Tables are created without their secondary indexes, which are built once after the rows
+    are in (as any bulk load does): DuckDB inserts from data frames, PostgreSQL copies CSV
+    written by DuckDB, SQLite runs executemany over large chunks in one transaction.
+    """
+    import duckdb
+
     metadata = read_path_metadata() if kind == "duckdb" else pt.metadata
     with engine.begin() as connection:
         for table in metadata.sorted_tables:
-            table.create(connection)
-    catalog = [dict(name=n, value_type=t, description="", pii=False, created_ms=0)
+            connection.execute(CreateTable(table))
+    catalog = [{"name": n, "value_type": t, "description": "", "pii": False, "created_ms": 0}
                for n, t in (("age", "number"), ("member_level", "string"), ("points", "number"))]
     with engine.begin() as connection:
         connection.execute(pt.attribute_catalog.insert(), catalog)
-    if kind == "duckdb":
-        import pandas as pd
-
-        raw = engine.raw_connection()
-        try:
-            con = raw.driver_connection
-            profiles = pd.DataFrame({"id": np.arange(1, users + 1),
-                                     "external_id": [f"u{i}" for i in range(1, users + 1)]})
-            con.register("p_df", profiles)
-            con.execute("INSERT INTO profiles (id, external_id, created_ms, updated_ms, "
-                        "time_zone, notifications_disabled, app_uninstalled) SELECT id, "
-                        "external_id, 0, 0, 'UTC', false, false FROM p_df")
-            attrs = pd.DataFrame(list(rows_attributes(data)),
-                                 columns=["user_id", "name", "str_value", "num_value"])
-            con.register("a_df", attrs)
-            con.execute("INSERT INTO profile_attributes (user_id, name, str_value, num_value) "
-                        "SELECT * FROM a_df")
-            ev = pd.DataFrame({
-                "id": np.arange(1, events + 1), "user_id": data["user_id"],
-                "event_type": data["types"], "ts_ms": data["ts_ms"],
-                "value": data["values"], "properties": data["props"]})
-            con.register("e_df", ev)
-            con.execute("INSERT INTO events (id, event_id, user_id, event_type, ts_ms, value, "
-                        "properties) SELECT id, 'e' || id, user_id, event_type, ts_ms, "
-                        "CASE WHEN isnan(value) THEN NULL ELSE value END, "
-                        "CAST(properties AS JSON) FROM e_df")
-        finally:
-            raw.close()
-        return
-    profile_rows = [(i, f"u{i}", 0, 0, "UTC", False, False) for i in range(1, users + 1)]
-    event_rows = (
-        (i + 1, f"e{i + 1}", int(data["user_id"][i]), str(data["types"][i]),
-         int(data["ts_ms"][i]), None if np.isnan(data["values"][i]) else float(data["values"][i]),
-         data["props"][i])
-        for i in range(events)
-    )
+    profiles, attributes, event_frame = frames(data)
     raw = engine.raw_connection()
     try:
-        cursor = raw.cursor()
-        if kind == "sqlite":
-            cursor.executemany("INSERT INTO profiles (id, external_id, created_ms, updated_ms, "
-                               "time_zone, notifications_disabled, app_uninstalled) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?)", profile_rows)
-            cursor.executemany("INSERT INTO profile_attributes (user_id, name, str_value, "
-                               "num_value) VALUES (?, ?, ?, ?)", list(rows_attributes(data)))
-            cursor.executemany("INSERT INTO events (id, event_id, user_id, event_type, ts_ms, "
-                               "value, properties) VALUES (?, ?, ?, ?, ?, ?, ?)", event_rows)
-            cursor.execute("ANALYZE")
+        if kind == "duckdb":
+            con = raw.driver_connection
+            con.register("p_df", profiles)
+            con.register("a_df", attributes)
+            con.register("e_df", event_frame)
+            con.execute(f"INSERT INTO profiles ({PROFILE_COLUMNS}) SELECT {PROFILE_SELECT} "
+                        "FROM p_df")
+            con.execute("INSERT INTO profile_attributes (user_id, name, str_value, num_value) "
+                        "SELECT * FROM a_df")
+            con.execute(f"INSERT INTO events ({EVENT_COLUMNS}) SELECT id, 'e' || id, user_id, "
+                        "event_type, ts_ms, value, CAST(properties AS JSON) FROM e_df")
+            for name in ("p_df", "a_df", "e_df"):
+                con.unregister(name)
+        elif kind == "postgresql":
+            scratch = duckdb.connect()
+            scratch.register("p_df", profiles)
+            scratch.register("a_df", attributes)
+            scratch.register("e_df", event_frame)
+            cursor = raw.cursor()
+            for table, columns, query in (
+                ("profiles", PROFILE_COLUMNS, f"SELECT {PROFILE_SELECT} FROM p_df"),
+                ("profile_attributes", "user_id, name, str_value, num_value",
+                 "SELECT * FROM a_df"),
+                ("events", EVENT_COLUMNS, f"SELECT {EVENT_SELECT} FROM e_df"),
+            ):
+                path = tmp / f"{table}.csv"
+                scratch.execute(f"COPY ({query}) TO '{path}' (HEADER false)")
+                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy, \
+                        open(path, "rb") as source:
+                    while block := source.read(1 << 20):
+                        copy.write(block)
+                path.unlink()
+            scratch.close()
         else:
-            with cursor.copy("COPY profiles (id, external_id, created_ms, updated_ms, time_zone, "
-                             "notifications_disabled, app_uninstalled) FROM STDIN") as copy:
-                for row in profile_rows:
-                    copy.write_row(row)
-            with cursor.copy("COPY profile_attributes (user_id, name, str_value, num_value) "
-                             "FROM STDIN") as copy:
-                for row in rows_attributes(data):
-                    copy.write_row(row)
-            with cursor.copy("COPY events (id, event_id, user_id, event_type, ts_ms, value, "
-                             "properties) FROM STDIN") as copy:
-                for row in event_rows:
-                    copy.write_row(row)
-            cursor.execute("ANALYZE")
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA journal_mode=OFF")
+            cursor.execute("PRAGMA synchronous=OFF")
+            cursor.execute("BEGIN")
+            cursor.executemany(
+                f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, 0, 0, 'UTC', 0, 0)",
+                zip(profiles["id"].tolist(), profiles["external_id"].tolist()))
+            cursor.executemany(
+                "INSERT INTO profile_attributes (user_id, name, str_value, num_value) "
+                "VALUES (?, ?, ?, ?)",
+                zip(attributes["user_id"].tolist(), attributes["name"].tolist(),
+                    attributes["str_value"].tolist(),
+                    nullable(attributes["num_value"])))
+            columns = [data["user_id"], data["types"], data["ts_ms"], data["values"],
+                       data["props"]]
+            for start in range(0, len(data["user_id"]), CHUNK):
+                user_id, types, ts, values, props = (c[start:start + CHUNK].tolist()
+                                                      for c in columns)
+                ids = range(start + 1, start + 1 + len(user_id))
+                cursor.executemany(
+                    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    zip(ids, [f"e{i}" for i in ids], user_id, types, ts,
+                        nullable(np.asarray(values, dtype=float)), props))
+            cursor.execute("COMMIT")
         raw.commit()
     finally:
         raw.close()
+    with engine.begin() as connection:
+        if kind == "postgresql":
+            connection.execute(sa.text("SET maintenance_work_mem = '1GB'"))
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(connection)
+    if kind == "postgresql":
+        # VACUUM sets the visibility map, as autovacuum would on a live store, so both the
+        # compiled and the hand-written queries may use index-only scans.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("VACUUM ANALYZE"))
+    elif kind == "sqlite":
+        with engine.begin() as connection:
+            connection.execute(sa.text("ANALYZE"))
+    else:
+        with engine.begin() as connection:
+            connection.execute(sa.text("CHECKPOINT"))
 
 
 def best_time(connection, statement, params=None, repeats: int = 3) -> tuple[float, int]:
@@ -229,17 +327,23 @@ def best_time(connection, statement, params=None, repeats: int = 3) -> tuple[flo
 
 def bench_engine(kind: str, engine: sa.Engine, repeats: int) -> list[dict]:
     catalog = load_catalog(engine)
-    compiler = Compiler(catalog, NOW)
+    compiler = Compiler(catalog, NOW, dialect=engine.dialect.name)
     params = {"now": NOW, "d7": NOW - 7 * DAY, "d30": NOW - 30 * DAY, "d90": NOW - 90 * DAY}
     hand = hand_written(kind)
     out = []
     with engine.connect() as connection:
         for name, text in FIELD_RULES:
             statement = compiler.count_statement(parse_rule(text))
-            best_time(connection, statement, repeats=1)  # warm the cache
-            compiled, compiled_count = best_time(connection, statement, repeats=repeats)
-            anchors = [best_time(connection, sa.text(sql), params, repeats)
-                       for sql in hand[name]]
+            queries = [(statement, None)] + [(sa.text(sql), params) for sql in hand[name]]
+            best_time(connection, statement, repeats=1)  # warm the caches
+            # Rounds interleave the compiled query with the hand-written ones, so a burst of
+            # load on the machine hits them alike; each keeps its best round.
+            timings = [(float("inf"), -1)] * len(queries)
+            for _ in range(repeats):
+                for index, (query, query_params) in enumerate(queries):
+                    timings[index] = min(timings[index],
+                                         best_time(connection, query, query_params, 1))
+            (compiled, compiled_count), anchors = timings[0], timings[1:]
             anchor, anchor_count = min(anchors)
             counts = {c for _, c in anchors} | {compiled_count}
             out.append({
@@ -248,7 +352,7 @@ def bench_engine(kind: str, engine: sa.Engine, repeats: int) -> list[dict]:
                 "goal": 1.2, "higher_is_better": False,
                 "notes": (f"compiled count {compiled_count}, hand-written count {anchor_count}"
                           + ("" if len(counts) == 1 else " (COUNTS DIFFER)")
-                          + f"; rule: {text}"),
+                          + f"; best of {len(anchors)} hand-written shapes; rule: {text}"),
             })
     return out
 
@@ -357,16 +461,16 @@ def bench_realtime(tmp: pathlib.Path, engine: sa.Engine, users: int) -> dict:
 
 def run(size: str) -> list[dict]:
     users, events = SIZES[size]
-    repeats = 3 if size == "quick" else 2
+    repeats = 5 if size == "quick" else 2
     data = generate(users, events)
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
         sqlite = sa.create_engine(f"sqlite:///{tmp}/profile.db")
-        load(sqlite, "sqlite", data)
+        load(sqlite, "sqlite", data, tmp)
         results += bench_engine("sqlite", sqlite, repeats)
         duck = sa.create_engine(f"duckdb:///{tmp}/profile.duckdb")
-        load(duck, "duckdb", data)
+        load(duck, "duckdb", data, tmp)
         results += bench_engine("duckdb", duck, repeats)
         duck.dispose()
         try:
@@ -380,7 +484,7 @@ def run(size: str) -> list[dict]:
                 connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
             pg = sa.create_engine(PG_URL, connect_args={"options": f"-c search_path={schema}"})
             try:
-                load(pg, "postgresql", data)
+                load(pg, "postgresql", data, tmp)
                 results += bench_engine("postgresql", pg, repeats)
             finally:
                 pg.dispose()

@@ -254,29 +254,23 @@ class Compiler:
         where += [self._excludes(ids.c.user_id, p) for p in negatives]
         return Members(select(ids.c.user_id).where(*where), unique=True, rank=RANK_COMPOSITE)
 
-    def _correlates(self, members: Members) -> bool:
-        """Whether to spell a semi-join (anti-join) as a correlated (NOT) EXISTS.
-
-        PostgreSQL plans (NOT) EXISTS as hash or merge (anti-)joins, and runs NOT IN
-        (subquery) as a hashed subplan only while the ids fit in work_mem, as a nested loop
-        beyond. SQLite runs a correlated EXISTS as one index probe per outer row, which wins
-        when the index alone answers it; otherwise it reads a table row per probe, and IN
-        (one pass building a temporary index of the ids) is faster. DuckDB turns IN and NOT
-        IN into hash (anti-)joins directly.
-        """
-        if self.dialect == "postgresql":
-            return True
-        if self.dialect == "sqlite":
-            return members.index_only and members.correlate is not None
-        return False
-
     def _includes(self, column, members: Members) -> ColumnElement:
-        if self._correlates(members):
+        # PostgreSQL plans EXISTS as a hash or merge semi-join. SQLite runs a correlated
+        # EXISTS as one index probe per outer row, which wins when the index alone answers
+        # it; otherwise each probe reads table rows and IN (one pass building a temporary
+        # index of the ids) is faster. DuckDB turns IN into a hash semi-join directly.
+        if self.dialect == "postgresql" or (
+            self.dialect == "sqlite" and members.index_only and members.correlate is not None
+        ):
             return self._correlated(column, members)
         return column.in_(members.query)
 
     def _excludes(self, column, members: Members) -> ColumnElement:
-        if self._correlates(members):
+        # PostgreSQL runs NOT IN (subquery) as a hashed subplan only while the ids fit in
+        # work_mem and as a nested loop beyond, so it gets NOT EXISTS (a hash anti-join).
+        # SQLite and DuckDB build the excluded ids once (a temporary index, a hash table),
+        # cheaper than probing per outer row when the outer rows are many.
+        if self.dialect == "postgresql":
             return not_(self._correlated(column, members))
         return column.not_in(members.query)
 

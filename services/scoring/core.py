@@ -189,30 +189,7 @@ class ScoringCore:
         """Scores inline feature rows: ``values`` is row-major, one column per name of
         ``columns``; features not given take their defaults."""
         loaded = self._model(ref)
-        index = loaded.feature_index
-        problems = []
-        positions = []
-        for i, name in enumerate(columns):
-            if name not in index:
-                problems.append((f"columns[{i}]", f"{name!r} is not a feature of "
-                                 f"{loaded.resource_name}"))
-            elif loaded.specs[index[name]].is_string:
-                problems.append((f"columns[{i}]", f"{name!r} is a string feature; send it in "
-                                 "string_columns"))
-            positions.append(index.get(name, -1))
-        string_positions = []
-        for i, name in enumerate(string_columns):
-            if name not in index:
-                problems.append((f"string_columns[{i}]", f"{name!r} is not a feature of "
-                                 f"{loaded.resource_name}"))
-            elif not loaded.specs[index[name]].is_string:
-                problems.append((f"string_columns[{i}]", f"{name!r} is a numeric feature"))
-            string_positions.append(index.get(name, -1))
-        all_names = list(columns) + list(string_columns)
-        if len(set(all_names)) != len(all_names):
-            problems.append(("columns", "a column is named twice"))
-        if problems:
-            raise InvalidArgument(violations=problems)
+        layout = loaded.layout(tuple(columns), tuple(string_columns))
         if rows is None:
             if not columns:
                 raise InvalidArgument("row_count", "is required when no numeric column is sent")
@@ -228,11 +205,16 @@ class ScoringCore:
             raise InvalidArgument("string_values", f"holds {len(string_values)} strings; {rows} "
                                   f"rows of {len(string_columns)} columns need "
                                   f"{rows * len(string_columns)}")
+        if layout.identity and loaded.direct:
+            return loaded.resource_name, loaded.run_values(values, rows)
+        positions = list(layout.positions)
+        string_positions = layout.string_positions
         matrix = np.asarray(values, dtype=np.float64).reshape(rows, len(columns)) \
             if columns else np.empty((rows, 0))
         width = len(loaded.specs)
-        if positions == list(range(width)):
-            numeric = matrix if matrix.flags.writeable else matrix.copy()
+        if layout.identity:
+            # Defaults are filled in place: never in the caller's array.
+            numeric = matrix.copy()
         else:
             numeric = np.full((rows, width), np.nan)
             if positions:

@@ -226,6 +226,22 @@ class LoadedModel:
         self._output_names = [output.name]
         self.feature_index = {s.name: i for i, s in enumerate(self.specs)}
         self.lock = threading.Lock()
+        self.has_strings = any(s.is_string for s in self.specs)
+        # Numeric defaults as one row (NaN where a feature has none), so filling the missing
+        # values of a batch is one vectorised call instead of one call per column.
+        self.numeric_defaults = np.array(
+            [float(s.default) if s.default is not None and not s.is_string else np.nan
+             for s in self.specs], dtype=np.float64)
+        self.has_numeric_defaults = bool(np.isfinite(self.numeric_defaults).any())
+        # A model whose only input is a float matrix of every feature in schema order (what
+        # training produces) is fed the caller's values directly, cast once to its type.
+        # Integer inputs take the general path, which fills defaults before the cast.
+        only = plan[0] if len(plan) == 1 else None
+        self._direct = only if (only is not None and only.covers_all and only.rank == 2
+                                and only.dtype in (np.float32, np.float64)) else None
+        self._direct_defaults = (self.numeric_defaults.astype(self._direct.dtype)
+                                 if self._direct is not None else None)
+        self._layouts: dict[tuple, ColumnLayout] = {}
 
     @property
     def resource_name(self) -> str:
@@ -247,10 +263,90 @@ class LoadedModel:
         """Scores a batch; returns float64 scores, one per row."""
         if numeric.shape[0] == 0:
             return np.empty(0)
-        out = self.session.run(self._output_names, self.feeds(numeric, strings or {}))[0]
+        return self._scores(self.session.run(self._output_names,
+                                             self.feeds(numeric, strings or {}))[0])
+
+    def _scores(self, out: np.ndarray) -> np.ndarray:
         if out.ndim == 2:
             out = out[:, self.output.column]
         return np.asarray(out, dtype=np.float64).reshape(-1)
+
+    @property
+    def direct(self) -> bool:
+        """Whether ``run_values`` can feed inline rows straight to the model."""
+        return self._direct is not None and not self.has_strings
+
+    def run_values(self, values, rows: int) -> np.ndarray:
+        """Scores ``rows`` rows of every feature in schema order, given row-major as a
+        buffer or sequence of numbers (only when ``direct``). The values are converted once,
+        straight to the input's type (one rounding, as through float64), and missing values
+        (NaN) take their feature's default."""
+        feed = self._direct
+        matrix = np.asarray(values, dtype=feed.dtype).reshape(rows, len(self.specs))
+        if self.has_numeric_defaults:
+            missing = np.isnan(matrix)
+            if missing.any():
+                # Never write into the caller's array.
+                matrix = matrix.copy()
+                np.copyto(matrix, self._direct_defaults,
+                          where=missing & np.isfinite(self.numeric_defaults))
+        return self._scores(self.session.run(self._output_names, {feed.name: matrix})[0])
+
+    def layout(self, columns: tuple[str, ...], string_columns: tuple[str, ...]) -> ColumnLayout:
+        """Where each named column goes in the schema, checked once per set of names and
+        remembered (callers send the same columns call after call)."""
+        key = (columns, string_columns)
+        found = self._layouts.get(key)
+        if found is not None:
+            return found
+        found = ColumnLayout.build(self, columns, string_columns)
+        if len(self._layouts) >= MAX_LAYOUTS:
+            self._layouts.clear()
+        self._layouts[key] = found
+        return found
+
+
+# Distinct column lists remembered per loaded model; more are checked again on each call.
+MAX_LAYOUTS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnLayout:
+    """The checked placement of a request's numeric and string columns in a schema."""
+
+    positions: tuple[int, ...]
+    string_positions: tuple[int, ...]
+    identity: bool  # the numeric columns are every feature, in schema order
+
+    @classmethod
+    def build(cls, loaded: LoadedModel, columns: tuple[str, ...],
+              string_columns: tuple[str, ...]) -> ColumnLayout:
+        index = loaded.feature_index
+        problems = []
+        positions = []
+        for i, name in enumerate(columns):
+            if name not in index:
+                problems.append((f"columns[{i}]", f"{name!r} is not a feature of "
+                                 f"{loaded.resource_name}"))
+            elif loaded.specs[index[name]].is_string:
+                problems.append((f"columns[{i}]", f"{name!r} is a string feature; send it in "
+                                 "string_columns"))
+            positions.append(index.get(name, -1))
+        string_positions = []
+        for i, name in enumerate(string_columns):
+            if name not in index:
+                problems.append((f"string_columns[{i}]", f"{name!r} is not a feature of "
+                                 f"{loaded.resource_name}"))
+            elif not loaded.specs[index[name]].is_string:
+                problems.append((f"string_columns[{i}]", f"{name!r} is a numeric feature"))
+            string_positions.append(index.get(name, -1))
+        all_names = columns + string_columns
+        if len(set(all_names)) != len(all_names):
+            problems.append(("columns", "a column is named twice"))
+        if problems:
+            raise InvalidArgument(violations=problems)
+        return cls(tuple(positions), tuple(string_positions),
+                   positions == list(range(len(loaded.specs))))
 
 
 def trial_rows(specs: Sequence[FeatureSpec], rows: int = 2) -> tuple[np.ndarray, dict]:

@@ -71,6 +71,24 @@ def test_inline_rows_use_defaults_for_missing_features(served):
     assert err.value.violations[0][0] == "values"
 
 
+def test_full_schema_rows_fill_defaults_without_touching_the_callers_array(served):
+    # Rows of every feature in schema order go straight to the model; a NaN still takes the
+    # feature's default (cc_avg: 0.0) and the caller's array is left as it was.
+    names = [s.name for s in models.FEATURES]
+    assert names == ["income", "age", "cc_avg"]
+    given = np.array([100.0, 30.0, np.nan, 20.0, 60.0, 0.0])
+    before = given.copy()
+    _, direct = served.score_rows("models/loan", names, given)
+    np.testing.assert_array_equal(np.isnan(given), np.isnan(before))
+    _, general = served.score_rows("models/loan", ["income", "age"], [100.0, 30.0, 20.0, 60.0])
+    np.testing.assert_allclose(direct, general, rtol=1e-6)
+    # A refused set of columns is refused on every call, not remembered as good.
+    for _ in range(2):
+        with pytest.raises(InvalidArgument) as err:
+            served.score_rows("models/loan", [*names[:-1], "shoe_size"], [1.0] * len(names))
+        assert err.value.violations[0][0] == f"columns[{len(names) - 1}]"
+
+
 def test_event_features_are_bounded_by_the_scoring_instant(served, bank_url):
     from sqlalchemy import insert
 

@@ -100,11 +100,14 @@ class SegmentCore:
     """The segment service's rules; the servicer only translates protos to these calls."""
 
     def __init__(self, engine: Engine, read_engine: Engine, catalog: CatalogCache,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, cache_ttl_s: float = 2.0):
         self.store = SegmentStore(engine)
         self.read_engine = read_engine
         self.catalog = catalog
         self.clock = clock
+        # How long a decoded snapshot is served from memory before its stored metadata is
+        # read again (one indexed row): another replica may have deleted the segment.
+        self.cache_ttl_s = cache_ttl_s
         self._bitmaps: collections.OrderedDict[tuple[int, int], tuple] = (
             collections.OrderedDict())
         self._lock = threading.Lock()
@@ -309,28 +312,38 @@ class SegmentCore:
         return items, (str(items[-1].version) if len(rows) > size else "")
 
     def bitmap(self, segment_id: int, version: int | None = None) -> tuple[Snapshot, FrozenBitMap]:
-        """A snapshot and its members; snapshots never change, so a named version is served
-        from memory without a query once decoded."""
+        """A snapshot and its members, decoded once and then served from memory.
+
+        A snapshot never changes, but its segment may be deleted (and ids reused) through
+        another replica, whose deletion this one never sees. A cached entry is therefore
+        trusted for ``cache_ttl_s`` only; after that one indexed read of the snapshot's
+        metadata revalidates it (the metadata is its etag) or reports it gone.
+        """
+        now = time.monotonic()
         if version:
             with self._lock:
                 cached = self._bitmaps.get((segment_id, version))
-                if cached is not None:
+                if cached is not None and now - cached[2] < self.cache_ttl_s:
                     self._bitmaps.move_to_end((segment_id, version))
-                    return cached
+                    return cached[0], cached[1]
         snapshot = self.get_snapshot(segment_id, version)
         key = (segment_id, snapshot.version)
         with self._lock:
-            if key in self._bitmaps:
+            cached = self._bitmaps.get(key)
+            if cached is not None and cached[0] == snapshot:
+                self._bitmaps[key] = (snapshot, cached[1], now)
                 self._bitmaps.move_to_end(key)
-                return self._bitmaps[key]
+                return snapshot, cached[1]
         data = self.store.snapshot_members(*key)
+        if data is None:
+            raise NotFound("snapshot", snapshot.name)
         members = FrozenBitMap.deserialize(data)
         self._remember(key, snapshot, members)
         return snapshot, members
 
     def _remember(self, key, snapshot: Snapshot, members: FrozenBitMap) -> None:
         with self._lock:
-            self._bitmaps[key] = (snapshot, members)
+            self._bitmaps[key] = (snapshot, members, time.monotonic())
             self._bitmaps.move_to_end(key)
             while len(self._bitmaps) > BITMAP_CACHE_SIZE:
                 self._bitmaps.popitem(last=False)

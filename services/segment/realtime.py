@@ -18,6 +18,7 @@ import time
 
 import redis
 
+from services.common.errors import InvalidArgument
 from services.segment.core import SegmentCore
 from services.segment.text import parse_rule
 
@@ -83,6 +84,31 @@ class RealtimeMembership:
             pipe.sadd(key, -1)
         pipe.execute()
         return len(ids)
+
+    def check(self, segment_id: int, external_id: str) -> tuple[int | None, bool] | None:
+        """(internal id, member) from a real-time segment's live set, in one round trip.
+
+        None when the segment is not real-time or its set is not loaded yet (or Redis cannot
+        answer): the caller then answers from the latest snapshot.
+        """
+        if not external_id:
+            raise InvalidArgument("external_id", "must not be empty")
+        if not self.core.get(segment_id).realtime:
+            return None
+        uid = self.core.user_id(external_id)
+        key = members_key(segment_id)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.exists(key)
+            pipe.sismember(key, -1 if uid is None else uid)
+            loaded, member = pipe.execute()
+        except redis.RedisError:
+            log.warning("live membership unavailable; answering from the snapshot",
+                        extra={"segment_id": segment_id})
+            return None
+        if not loaded:
+            return None
+        return uid, uid is not None and bool(member)
 
     def drop(self, segment_id: int) -> None:
         self.redis.delete(members_key(segment_id))

@@ -258,6 +258,11 @@ class SegmentServicer(pb_grpc.SegmentServiceServicer):
         segment_id = segment_id_of(request.segment, "segment")
         if request.version < 0:
             raise InvalidArgument("version", "must not be negative")
+        if not request.version and self.realtime is not None:
+            answer = self.realtime.check(segment_id, request.external_id)
+            if answer is not None:
+                uid, member = answer
+                return pb.CheckMembershipResponse(member=member, user_id=uid or 0, live=True)
         snapshot, uid, member = self.core.check_membership(
             segment_id, request.external_id, request.version or None)
         return pb.CheckMembershipResponse(member=member, snapshot=snapshot.name,
@@ -327,7 +332,8 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
     read_engine = make_engine(settings.profile_read_database_url, read_only=True)
     models = tuple(m.strip() for m in env_str("SEGMENT_KNOWN_MODELS", "").split(",") if m.strip())
     catalog = CatalogCache(read_engine, env_float("SEGMENT_CATALOG_TTL_SECONDS", 30.0), models)
-    core = SegmentCore(engine, read_engine, catalog)
+    core = SegmentCore(engine, read_engine, catalog,
+                       cache_ttl_s=env_float("SEGMENT_SNAPSHOT_CACHE_TTL_SECONDS", 2.0))
     stop = threading.Event()
     threads: list[threading.Thread] = []
     realtime = None

@@ -164,3 +164,20 @@ def test_profile_store_changes_show_in_new_snapshots(world, sqlite_engine):
             dict(user_id=pop.ids["user-4"], tag="vip", expires_ms=NOW - 1)])
     assert core.create_snapshot(segment.id).size == 1
     assert core.check_membership(segment.id, "user-3")[2]
+
+
+def test_replica_stops_serving_snapshots_of_a_segment_deleted_elsewhere(world, sqlite_engine):
+    core, clock, _ = world
+    replica = SegmentCore(core.store.engine, sqlite_engine, CatalogCache(sqlite_engine, 0),
+                          clock, cache_ttl_s=0.0)
+    segment = core.create("Buyers", parse_rule("count(purchase) >= 1"))
+    snapshot = core.create_snapshot(segment.id)
+    _, members = replica.bitmap(segment.id, snapshot.version)
+    assert len(members) == 30
+    assert replica.check_membership(segment.id, "user-2", snapshot.version)[2]
+    core.delete(segment.id)
+    # The replica's decoded copy is revalidated against the store, which no longer has it.
+    with pytest.raises(NotFound):
+        replica.bitmap(segment.id, snapshot.version)
+    with pytest.raises(NotFound):
+        replica.check_membership(segment.id, "user-2", snapshot.version)

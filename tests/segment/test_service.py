@@ -211,3 +211,23 @@ def test_realtime_segment_publishes_entered(service):
     ((_, fields),) = client.xrange(MEMBERSHIP_STREAM)
     assert fields[b"external_id"] == b"user-7" and fields[b"change"] == b"entered"
     assert fields[b"segment"] == segment.name.encode()
+    # The current membership of a real-time segment is the live set, before any snapshot.
+    deadline = time.monotonic() + 10
+    check = stub.CheckMembership(pb.CheckMembershipRequest(segment=segment.name,
+                                                           external_id="user-7"))
+    while not check.member and time.monotonic() < deadline:
+        time.sleep(0.05)
+        check = stub.CheckMembership(pb.CheckMembershipRequest(segment=segment.name,
+                                                               external_id="user-7"))
+    assert (check.member, check.live, check.snapshot, check.user_id) == (True, True, "", uid)
+    other = stub.CheckMembership(pb.CheckMembershipRequest(segment=segment.name,
+                                                           external_id="user-8"))
+    assert (other.member, other.live) == (False, True)
+    unknown = stub.CheckMembership(pb.CheckMembershipRequest(segment=segment.name,
+                                                             external_id="nobody"))
+    assert (unknown.member, unknown.live, unknown.user_id) == (False, True, 0)
+    # A named version still answers from that snapshot.
+    snapshot = stub.CreateSnapshot(pb.CreateSnapshotRequest(parent=segment.name)).snapshot
+    pinned = stub.CheckMembership(pb.CheckMembershipRequest(
+        segment=segment.name, external_id="user-7", version=snapshot.version))
+    assert (pinned.member, pinned.live, pinned.snapshot) == (True, False, snapshot.name)

@@ -541,14 +541,16 @@ class CheckMembershipRequest(_message.Message):
     def __init__(self, segment: _Optional[str] = ..., external_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CheckMembershipResponse(_message.Message):
-    __slots__ = ("member", "snapshot", "user_id")
+    __slots__ = ("member", "snapshot", "user_id", "live")
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
     member: bool
     snapshot: str
     user_id: int
-    def __init__(self, member: _Optional[bool] = ..., snapshot: _Optional[str] = ..., user_id: _Optional[int] = ...) -> None: ...
+    live: bool
+    def __init__(self, member: _Optional[bool] = ..., snapshot: _Optional[str] = ..., user_id: _Optional[int] = ..., live: _Optional[bool] = ...) -> None: ...
 
 class CompareSnapshotsRequest(_message.Message):
     __slots__ = ("segment", "from_version", "to_version", "max_members")

@@ -50,6 +50,8 @@ LABEL_DAYS = 181
 TOP_SHARE = 0.30
 CONTROL_PERCENT = 10.0
 GOAL_EVENT = "winback_purchase"
+# The name the scores are written back under, and the one the win-back rule reads.
+SCORE_NAME = "repurchase"
 
 # The four copies raced against each other, and the click-through each is assumed to earn
 # in the simulation (the log says nothing about message copy).
@@ -59,8 +61,11 @@ COPIES = [
     ("C", "Picked for you", "Based on what you bought, three albums we think you'll love."),
     ("D", "Still there?", "It has been a while. Here is what's new at CDNOW."),
 ]
-CLICK_RATES = {"A": 0.06, "B": 0.14, "C": 0.09, "D": 0.04}
+CLICK_RATES = {"A": 0.05, "B": 0.16, "C": 0.08, "D": 0.03}
 DELIVERED_RATE, OPEN_RATE = 0.97, 0.45
+# The race's decision deadline after its first send: the simulated clicks arrive at once, so
+# a short deadline lets the fallback (the best posterior mean) decide an unclear race.
+RACE_DEADLINE_S = 2
 
 
 def ms(instant: dt.datetime) -> int:
@@ -94,9 +99,12 @@ class Demo:
     `approver` (a second credential with the approver role)."""
 
     def __init__(self, suite: Suite, approver: Suite, out_dir: pathlib.Path, log_path: pathlib.Path,
-                 customers: int | None, printer: Callable[[str], None] = print):
+                 customers: int | None, printer: Callable[[str], None] = print,
+                 vendor: Suite | None = None):
         self.suite = suite
         self.approver = approver
+        # Outcomes come from channel vendors, which call with a service credential.
+        self.vendor = vendor or suite
         self.out = out_dir
         self.log_path = log_path
         self.customers = customers
@@ -321,39 +329,51 @@ class Demo:
     def write_scores(self) -> None:
         self.need("model_version")
         pb = self.pb("scoring")
-        request = pb.WriteBackScoresRequest(model="models/repurchase", score_name="repurchase")
-        request.as_of_time.FromDatetime(NOW)
+        # The campaign is replayed at the cut-off (see `winback_segment`), so the scores
+        # describe every customer as of that instant, like the model's training rows.
+        request = pb.WriteBackScoresRequest(model="models/repurchase", score_name=SCORE_NAME)
+        request.as_of_time.FromDatetime(CUTOFF)
         done = self.call("scoring", "WriteBackScores", request, timeout=300)
-        self.say(f"   WriteBackScores as of {NOW:%Y-%m-%d}: {done.scored_count} scored, "
-                 f"{done.written_count} written to profiles as `repurchase` "
+        self.say(f"   WriteBackScores as of {CUTOFF:%Y-%m-%d}: {done.scored_count} scored, "
+                 f"{done.written_count} written to profiles as `{SCORE_NAME}` "
                  f"({done.model_version})")
-        # The top-30% threshold: the 70th percentile of everyone's score.
-        scores: list[float] = []
-        snapshot = pb.ScoreSnapshotRequest(model="models/repurchase", chunk_size=5000)
-        snapshot.as_of_time.FromDatetime(NOW)
+        if not done.written_count:
+            raise Skipped("no scores were written")
+        self.state["scores_written"] = done.written_count
+
+    def snapshot_scores(self, snapshot: str) -> list[float]:
+        """The repurchase scores of a segment snapshot's members as of the cut-off."""
+        pb = self.pb("scoring")
+        request = pb.ScoreSnapshotRequest(model="models/repurchase", chunk_size=5000,
+                                          audience=pb.Audience(segment_snapshot=snapshot))
+        request.as_of_time.FromDatetime(CUTOFF)
         stub = self.suite.stub("scoring")
         if not hasattr(stub, "ScoreSnapshot"):
             self._missing("scoring.ScoreSnapshot")
+        scores: list[float] = []
         try:
-            for chunk in stub.ScoreSnapshot(snapshot, timeout=300):
+            for chunk in stub.ScoreSnapshot(request, timeout=300):
                 scores.extend(chunk.scores)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self._missing("scoring.ScoreSnapshot")
             raise
-        if not scores:
-            raise Skipped("no scores came back")
-        scores.sort()
-        threshold = scores[min(len(scores) - 1, math.floor((1 - TOP_SHARE) * len(scores)))]
-        self.say(f"   ScoreSnapshot: {len(scores)} scores; the top {int(TOP_SHARE * 100)}% "
-                 f"start at {threshold:.4f}")
-        self.state["threshold"] = threshold
-        self.state["scores_written"] = done.written_count
+        return scores
+
+    def recompute_traits_at_cutoff(self) -> None:
+        """RFM groups as they stood at the cut-off: the campaign is decided there, and the log
+        after it is the future that shows who came back."""
+        pb = self.pb("profile")
+        request = pb.RecomputeTraitsRequest()
+        request.as_of_time.FromDatetime(CUTOFF)
+        done = self.call("profile", "RecomputeTraits", request, timeout=300)
+        self.say(f"   RecomputeTraits as of {CUTOFF:%Y-%m-%d} (the campaign is replayed at the "
+                 f"cut-off): {done.user_count} users")
 
     # -- 7. segment ------------------------------------------------------------------------
 
     def winback_segment(self) -> None:
-        self.need("rfm_groups")
+        self.need("rfm_groups", "scores_written")
         from services.cli import segment_steps
 
         segment_steps.winback(self)
@@ -375,9 +395,9 @@ class Demo:
             schedule=pb.Schedule(now=pb.Now()),
             experiment=pb.Experiment(
                 mode=pb.EXPERIMENT_MODE_RACE, variants=variants, exploration_percent=40,
-                observation_window_seconds=1, metric=pb.EXPERIMENT_METRIC_CLICK_THROUGH,
-                min_samples_per_variant=self._min_samples(), deadline_seconds=1,
-                fallback_variant_id="A"))
+                observation_window_seconds=RACE_DEADLINE_S, metric=pb.EXPERIMENT_METRIC_CLICK_THROUGH,
+                min_samples_per_variant=self._min_samples(),
+                deadline_seconds=RACE_DEADLINE_S))
         plan = pb.Plan(
             display_name="CDNOW win-back", goal_type=pb.GOAL_TYPE_WIN_BACK,
             scene="win-back of at-risk and hibernating buyers",
@@ -448,6 +468,13 @@ class Demo:
         self._report_outcomes(plan, pb)
         # The race has clicks now; sending again lets the winner reach the waiting users.
         experiment = None if self.state.get("no_race") else self._experiment(plan, pb)
+        # The race is decided by its rule or, failing that, when its deadline (counted from
+        # the first send) has passed; the demo waits that out.
+        deadline = time.monotonic() + RACE_DEADLINE_S + 5
+        while (experiment is not None and not experiment.winner_variant_id
+               and time.monotonic() < deadline):
+            time.sleep(0.5)
+            experiment = self._experiment(plan, pb)
         if experiment is not None:
             self.say(f"   GetExperiment: winner {experiment.winner_variant_id or '(none yet)'}"
                      f" - {experiment.decision}")
@@ -479,15 +506,19 @@ class Demo:
             self.say(f"   IngestEvents: {counts['accepted']} goal events stored")
         # Attribution runs as delivery reads the events stream; wait until it caught up.
         deadline = time.monotonic() + 60
-        converted = 0
+        converted = control = 0
         while time.monotonic() < deadline:
             totals = self._plan_totals(plan, pb)
             converted = totals.converted if totals is not None else 0
-            control = self._control_converted(plan, pb)
+            control = self._control_converted(totals)
             if converted + control >= len(converting) or not converting:
                 break
             time.sleep(1)
-        self.say(f"   attributed conversions so far: {converted} contacted")
+        self.say(f"   attributed conversions: {converted} contacted, {control} in the control "
+                 "group")
+        if converted + control < len(converting):
+            self.partial(f"only {converted + control} of {len(converting)} goal events were "
+                         "attributed within a minute")
         self.state["outcomes"] = True
 
     def _report_outcomes(self, plan: str, pb) -> None:
@@ -524,7 +555,8 @@ class Demo:
         refused = 0
         for start in range(0, len(outcomes), 1000):
             response = self.call("delivery", "ReportOutcomes",
-                                 pb.ReportOutcomesRequest(outcomes=outcomes[start:start + 1000]))
+                                 pb.ReportOutcomesRequest(outcomes=outcomes[start:start + 1000]),
+                                 suite=self.vendor)
             refused += sum(1 for r in response.results if r.status.code != 0)
         self.say(f"   ReportOutcomes for {len(fresh)} sends: {counts['delivered']} delivered, "
                  f"{counts['opened']} opened, {counts['clicked']} clicked"
@@ -545,13 +577,19 @@ class Demo:
                 return row
         return stats.totals[0] if stats.totals else None
 
-    def _control_converted(self, plan: str, pb) -> int:
-        return 0
+    @staticmethod
+    def _control_converted(totals) -> int:
+        """Control-group conversions, from the plan total: the control rate is the contacted
+        rate minus the uplift, times the users held back."""
+        if totals is None:
+            return 0
+        held_back = sum(r.count for r in totals.funnel.removed if r.reason == "control_group")
+        return round((totals.conversion_rate - totals.uplift) * held_back)
 
     # -- 10. report ------------------------------------------------------------------------
 
     def report(self) -> None:
-        plan, = self.need("plan", "outcomes")
+        plan, _ = self.need("plan", "outcomes")
         from services.cli import report
 
         report.effect_report(self, plan)
@@ -601,6 +639,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "dev-operator)")
     parser.add_argument("--approver-key", default="dev-approver",
                         help="the second credential, with the approver role")
+    parser.add_argument("--service-key", default="dev-service",
+                        help="the credential outcomes are reported with, as a channel "
+                        "vendor's callback would (service role; default dev-service)")
     args = parser.parse_args(argv)
     if args.quick and args.customers is None:
         args.customers = 3000
@@ -629,18 +670,33 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         print(f"\n== starting the suite (services.run, data in {data_dir})")
         t0 = time.monotonic()
-        suite_process = SuiteProcess(data_dir, args.port_offset, extra_env={
+        env = {
             "PROFILE_AS_OF": NOW.strftime("%Y-%m-%d"),
             # The demo replays a finished history: no background full recompute meanwhile.
             "PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS": "0",
             # RFM over the whole 18-month history, so "at risk" means "used to buy often".
             "PROFILE_RFM_WINDOW_DAYS": "0",
-        })
-        try:
-            addresses = suite_process.start()
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            # The win-back rule names the repurchase score; the segment service caches the
+            # list of scored models for a while, so it is told about this one up front.
+            "SEGMENT_KNOWN_MODELS": SCORE_NAME,
+        }
+        # A random port offset can collide with ports another program holds; then the suite
+        # is started again on another offset (unless the offset was given).
+        attempts = 1 if args.port_offset is not None else 3
+        for attempt in range(attempts):
+            if data_dir.exists():
+                shutil.rmtree(data_dir)
+            suite_process = SuiteProcess(data_dir, args.port_offset, extra_env=env)
+            try:
+                addresses = suite_process.start()
+            except RuntimeError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            if not suite_process.not_serving or attempt == attempts - 1:
+                break
+            print(f"   not serving: {', '.join(suite_process.not_serving)} (port offset "
+                  f"{suite_process.offset}); starting again on another offset")
+            suite_process.stop()
         print("   " + ", ".join(f"{s} {a}" for s, a in addresses.items())
               + f" ({time.monotonic() - t0:.1f}s)")
         if suite_process.not_serving:
@@ -650,7 +706,8 @@ def main(argv: list[str] | None = None) -> int:
     operator_key = args.api_key or os.environ.get("MKT_API_KEY") or "dev-operator"
     suite = Suite(operator_key, addresses, timeout=60)
     approver = suite.with_key(args.approver_key)
-    demo = Demo(suite, approver, out, args.log, args.customers)
+    vendor = suite.with_key(args.service_key)
+    demo = Demo(suite, approver, out, args.log, args.customers, vendor=vendor)
     try:
         demo.step("Load the CDNOW log as users and purchase events", demo.load)
         demo.step("RFM groups and lifecycle stages", demo.traits)
@@ -666,6 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         suite.close()
         approver.close()
+        vendor.close()
         if suite_process is not None:
             suite_process.stop()
     total = time.monotonic() - started

@@ -97,6 +97,7 @@ def charts(out: pathlib.Path, total, variants, winner: str, model_version) -> li
         colors = ["#DD8452" if n == winner else "#8C8C8C" for n in names]
         bars = ax.bar(names, rates, color=colors)
         ax.bar_label(bars, labels=[f"{r:.1f}%" for r in rates], padding=3)
+        ax.set_ylim(0, max(rates + [1.0]) * 1.2)  # room for the labels above the bars
         ax.set_title("Copy race: click-through per copy" + (f" (winner {winner})" if winner
                                                              else ""))
         ax.set_ylabel("click-through, %")

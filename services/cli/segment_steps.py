@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from services.cli import render
 
 # Bucket bounds that make the CDNOW portrait readable (numbers of purchases, dollars, days).
@@ -12,8 +14,18 @@ BOUNDS = {
 }
 
 
-def _create(demo, pb, display_name: str, rule_text: str, description: str):
+def _create(demo, pb, display_name: str, rule_text: str, description: str,
+            wait_for_field: str = ""):
     checked = demo.call("segment", "ValidateRule", pb.ValidateRuleRequest(rule_text=rule_text))
+    # A suite started elsewhere may not list a just-written score yet (its segment service
+    # caches the scored models for SEGMENT_CATALOG_TTL_SECONDS); wait for it to catch up.
+    deadline = time.monotonic() + 45
+    while (wait_for_field and not checked.valid and time.monotonic() < deadline
+           and any(f"unknown field '{wait_for_field}'" in v.description
+                   for v in checked.violations)):
+        time.sleep(2)
+        checked = demo.call("segment", "ValidateRule",
+                            pb.ValidateRuleRequest(rule_text=rule_text))
     if not checked.valid:
         problems = "; ".join(f"{v.field}: {v.description} (line {v.line}, column {v.column})"
                              for v in checked.violations)
@@ -24,10 +36,10 @@ def _create(demo, pb, display_name: str, rule_text: str, description: str):
     return created.segment
 
 
-def _as_of(demo, request):
+def _as_of(demo, request, instant=None):
     from services.cli.demo import NOW
 
-    request.as_of_time.FromDatetime(NOW)
+    request.as_of_time.FromDatetime(instant or NOW)
     return request
 
 
@@ -62,22 +74,42 @@ def insight(demo) -> None:
 
 
 def winback(demo) -> None:
+    import math
+
+    from services.cli.demo import CUTOFF, SCORE_NAME, TOP_SHARE, Skipped
+
     pb = demo.pb("segment")
-    threshold = demo.state.get("threshold")
-    if threshold is None:
-        rule_text = 'rfm("at_risk", "hibernating")'
-        demo.partial("no repurchase scores: the segment uses the RFM groups alone")
-    else:
-        rule_text = f'rfm("at_risk", "hibernating") and score.repurchase >= {threshold:.6f}'
+    demo.recompute_traits_at_cutoff()
+    candidates = _create(demo, pb, "Win-back candidates", 'rfm("at_risk", "hibernating")',
+                         "at risk or hibernating at the cut-off")
+    first = demo.call("segment", "CreateSnapshot", _as_of(
+        demo, pb.CreateSnapshotRequest(parent=candidates.name), CUTOFF)).snapshot
+    demo.say(f"   CreateSegment {candidates.name}: {candidates.rule_text} -> "
+             f"{first.size} users at {CUTOFF:%Y-%m-%d}")
+    if not first.size:
+        raise Skipped("nobody was at risk or hibernating at the cut-off")
+    # The top 30% of the candidates by repurchase score: the 70th percentile of their scores.
+    scores = sorted(demo.snapshot_scores(first.name))
+    if not scores:
+        raise Skipped("no scores came back for the candidates")
+    threshold = scores[min(len(scores) - 1, math.floor((1 - TOP_SHARE) * len(scores)))]
+    demo.say(f"   ScoreSnapshot {first.name}: {len(scores)} scores, median "
+             f"{scores[len(scores) // 2]:.4f}; the top {int(TOP_SHARE * 100)}% start at "
+             f"{threshold:.6f}")
+    demo.state["threshold"] = threshold
+    # Rounding down keeps the user at the threshold itself in the segment.
+    bound = math.floor(threshold * 1e6) / 1e6
+    rule_text = f'rfm("at_risk", "hibernating") and score.{SCORE_NAME} >= {bound:.6f}'
     segment = _create(demo, pb, "Win-back", rule_text,
-                      "at risk or hibernating, and repurchase score in the top 30%")
+                      "at risk or hibernating, and repurchase score in the top 30%",
+                      wait_for_field=SCORE_NAME)
     demo.say(f"   CreateSegment {segment.name}:")
     demo.say(f"     {segment.rule_text}")
     estimate = demo.call("segment", "EstimateSegment",
-                         _as_of(demo, pb.EstimateSegmentRequest(segment=segment.name)))
+                         _as_of(demo, pb.EstimateSegmentRequest(segment=segment.name), CUTOFF))
     demo.say(f"   EstimateSegment: {estimate.count} of {estimate.population} users")
-    snapshot = demo.call("segment", "CreateSnapshot",
-                         _as_of(demo, pb.CreateSnapshotRequest(parent=segment.name))).snapshot
+    snapshot = demo.call("segment", "CreateSnapshot", _as_of(
+        demo, pb.CreateSnapshotRequest(parent=segment.name), CUTOFF)).snapshot
     members: set[str] = set()
     for chunk in demo.suite.stub("segment").StreamSnapshotMembers(
             pb.StreamSnapshotMembersRequest(name=snapshot.name, batch_size=5000), timeout=120):
@@ -85,8 +117,6 @@ def winback(demo) -> None:
     demo.say(f"   CreateSnapshot {snapshot.name}: {snapshot.size} members "
              f"({snapshot.duration_ms} ms); StreamSnapshotMembers read {len(members)}")
     if not members:
-        from services.cli.demo import Skipped
-
         raise Skipped("the win-back segment is empty")
     demo.state["winback_segment"] = segment.name
     demo.state["winback_members"] = members

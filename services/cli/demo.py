@@ -7,11 +7,14 @@ Steps (each prints what it shows; see docs/demo.md):
 3. RFM groups and lifecycle stages as of a simulated "now" just after the log ends;
 4. portrait insight of the "at risk" group against everyone;
 5. train a repurchase model with a cut-off inside the log and print its lift table;
-6. write the scores back to the profiles;
-7. the win-back segment "at risk or hibernating, and repurchase score in the top 30%";
+6. write the scores back to the profiles, as of the cut-off: the campaign is replayed there,
+   so the log after it can say who came back;
+7. the win-back segment "at risk or hibernating (at the cut-off), and repurchase score in the
+   top 30% of them", the threshold computed from the candidates' scores;
 8. a win-back plan with a 4-copy race and a 10% control group, approved with a second key,
    run against the recording sink;
-9. simulated outcomes (see `simulate_outcomes`);
+9. simulated outcomes (see `Demo.outcomes`), reported with a service credential as a channel
+   vendor would;
 10. the effect report (funnel, winner, uplift with interval) and its charts as PNG files.
 
 A step whose RPC the running services do not offer prints which one and the steps that need

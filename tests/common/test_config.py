@@ -46,3 +46,17 @@ def test_service_address_from_environment(monkeypatch):
     assert service_address("segment") == "localhost:50052"
     monkeypatch.setenv("SEGMENT_ADDR", "dns:///segment:50051")
     assert service_address("segment") == "dns:///segment:50051"
+
+
+def test_log_lines_carry_the_structured_fields():
+    import json
+    import logging
+
+    from services.common.observability import JsonFormatter, TextFormatter
+
+    record = logging.LogRecord("marketing.rpc", logging.INFO, __file__, 1, "rpc", (), None)
+    record.method, record.code, record.duration_ms = "x.v1.S/Get", "OK", 1.5
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "rpc" and entry["method"] == "x.v1.S/Get" and entry["code"] == "OK"
+    text = TextFormatter().format(record)
+    assert text.endswith("rpc method=x.v1.S/Get code=OK duration_ms=1.5")

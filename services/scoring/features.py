@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import queue
+import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -87,6 +90,15 @@ class FeatureSpec:
     @property
     def is_string(self) -> bool:
         return self.value_type == "string"
+
+    def __hash__(self) -> int:
+        # Schemas are cache keys on every scoring call; hashing eight fields of twenty specs
+        # each time costs more than the lookup, so the hash is computed once.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(dataclasses.astuple(self))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
 
 def validate_specs(specs: Sequence[FeatureSpec], field: str = "features") -> None:
@@ -230,23 +242,68 @@ class FeatureBatch:
         return self.numeric.shape[0]
 
 
+@functools.lru_cache(maxsize=512)
+def _defaults_by_value(specs: tuple[FeatureSpec, ...]):
+    row = np.array([float(s.default) if s.default is not None and not s.is_string else np.nan
+                    for s in specs], dtype=np.float64)
+    has = ~np.isnan(row)
+    strings = tuple((i, s.default if s.default is not None else "")
+                    for i, s in enumerate(specs) if s.is_string)
+    if not has.any():
+        return None, None, strings
+    row.setflags(write=False)
+    has.setflags(write=False)
+    return row, has, strings
+
+
+# Schemas seen as tuple objects, by identity: a loaded model passes the same tuple on every
+# call, and comparing twenty specs field by field (what a cache keyed by value does on each
+# hit when the key was built from equal but distinct specs) costs more than the lookup.
+_BY_IDENTITY: dict[tuple[int, str], tuple[tuple, Any]] = {}
+_BY_IDENTITY_MAX = 1024
+
+
+def _by_identity(specs: Sequence[FeatureSpec], what: str, build):
+    if not isinstance(specs, tuple):
+        return build(tuple(specs))
+    key = (id(specs), what)
+    entry = _BY_IDENTITY.get(key)
+    if entry is not None and entry[0] is specs:
+        return entry[1]
+    value = build(specs)
+    if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
+        _BY_IDENTITY.clear()
+    # The entry holds the tuple, so its id cannot be reused while the entry exists.
+    _BY_IDENTITY[key] = (specs, value)
+    return value
+
+
+def _defaults_of(specs: Sequence[FeatureSpec]) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                        tuple[tuple[int, str], ...]]:
+    """The numeric defaults as one row (NaN where none) with the mask of columns having one
+    (None when no numeric feature has a default), and the string features' fill values."""
+    return _by_identity(specs, "defaults", _defaults_by_value)
+
+
 def apply_defaults(specs: Sequence[FeatureSpec], numeric: np.ndarray,
                    strings: dict[int, np.ndarray]) -> None:
-    """Fills missing values with each feature's default, column by column (vectorised)."""
-    for i, spec in enumerate(specs):
-        if spec.is_string:
-            column = strings[i]
-            missing = np.equal(column, None)
-            if missing.any():
-                column[missing] = spec.default if spec.default is not None else ""
-        elif spec.default is not None:
-            column = numeric[:, i]
-            np.copyto(column, float(spec.default), where=np.isnan(column))
+    """Fills missing values with each feature's default: the numeric columns in one
+    vectorised call (only when something is missing), the string columns one by one."""
+    row, has, string_fills = _defaults_of(specs)
+    if row is not None and numeric.size:
+        missing = np.isnan(numeric)
+        if missing.any():
+            np.copyto(numeric, row, where=missing & has)
+    for i, fill in string_fills:
+        column = strings[i]
+        missing = np.equal(column, None)
+        if missing.any():
+            column[missing] = fill
 
 
 def _frame_from_rows(specs: Sequence[FeatureSpec], rows: list) -> tuple[np.ndarray, dict]:
     n, width = len(rows), len(specs)
-    string_idx = [i for i, s in enumerate(specs) if s.is_string]
+    string_idx = [i for i, _ in _defaults_of(specs)[2]]
     if not string_idx:
         # None becomes NaN in a float array: one C-level conversion for the whole batch.
         numeric = np.array([r[2:] for r in rows], dtype=np.float64).reshape(n, width)
@@ -285,12 +342,27 @@ class CompiledBatch:
     keys_as_json: bool
 
     def parameters(self, keys: list, as_of_ms: int):
-        values = dict(self.defaults)
-        values["keys"] = json.dumps(keys) if self.keys_as_json else keys
-        values["as_of_ms"] = as_of_ms
+        keys_value = json.dumps(keys) if self.keys_as_json else keys
         if self.positions is None:
+            values = dict(self.defaults)
+            values["keys"] = keys_value
+            values["as_of_ms"] = as_of_ms
             return values
-        return [values[name] for name in self.positions]
+        # The constant parameters are laid out once; each call fills only the two slots.
+        template, keys_at, as_of_at = self._layout
+        values = list(template)
+        for i in keys_at:
+            values[i] = keys_value
+        for i in as_of_at:
+            values[i] = as_of_ms
+        return values
+
+    @functools.cached_property
+    def _layout(self) -> tuple[tuple, tuple[int, ...], tuple[int, ...]]:
+        names = self.positions or ()
+        template = tuple(self.defaults.get(n) for n in names)
+        return (template, tuple(i for i, n in enumerate(names) if n == "keys"),
+                tuple(i for i, n in enumerate(names) if n == "as_of_ms"))
 
 
 @functools.lru_cache(maxsize=512)
@@ -308,21 +380,62 @@ def _batch_statement(specs: tuple[FeatureSpec, ...], by_external: bool, dialect_
     return CompiledBatch(compiled.string, defaults, positions, dialect_name == "sqlite")
 
 
+# Driver connections kept open per engine for batch lookups, outside the engine's pool.
+# A pool checkout and return (events, reset, weak references) costs about as much as reading
+# one user's twenty attributes, so a lookup takes an idle connection from here instead.
+MAX_IDLE_CONNECTIONS = 4
+_IDLE: weakref.WeakKeyDictionary[Engine, queue.SimpleQueue] = weakref.WeakKeyDictionary()
+_IDLE_LOCK = threading.Lock()
+
+
+def _idle(engine: Engine) -> queue.SimpleQueue:
+    found = _IDLE.get(engine)
+    if found is None:
+        with _IDLE_LOCK:
+            found = _IDLE.setdefault(engine, queue.SimpleQueue())
+    return found
+
+
+def release_connections(engine: Engine) -> None:
+    """Closes the connections kept for ``engine``'s batch lookups (before disposing of it)."""
+    idle = _IDLE.pop(engine, None)
+    while idle is not None:
+        try:
+            idle.get_nowait().close()
+        except queue.Empty:
+            return
+
+
 def _fetch(engine: Engine, statement, keys: list, as_of_ms: int) -> list:
     if not isinstance(statement, CompiledBatch):
         with engine.connect() as conn:
             return conn.execute(statement, {"keys": keys, "as_of_ms": as_of_ms}).all()
-    raw = engine.raw_connection()
+    idle = _idle(engine)
     try:
-        cursor = raw.cursor()
+        connection = idle.get_nowait()
+    except queue.Empty:
+        pooled = engine.raw_connection()
+        # Detached: the pool neither counts it nor resets it; this module owns it now.
+        pooled.detach()
+        connection = pooled.dbapi_connection
+    reusable = False
+    try:
+        cursor = connection.cursor()
         try:
             cursor.execute(statement.sql, statement.parameters(keys, as_of_ms))
-            return cursor.fetchall()
+            rows = cursor.fetchall()
         finally:
             cursor.close()
+        # End the read transaction (PostgreSQL opens one; SQLite has none after a finished
+        # SELECT), so the next lookup sees the store as it is then.
+        connection.rollback()
+        reusable = True
+        return rows
     finally:
-        # Back to the pool, which rolls the read transaction back.
-        raw.close()
+        if reusable and idle.qsize() < MAX_IDLE_CONNECTIONS:
+            idle.put(connection)
+        else:
+            connection.close()
 
 
 def load_features(engine: Engine, specs: Sequence[FeatureSpec], *, external_ids=None,
@@ -330,23 +443,32 @@ def load_features(engine: Engine, specs: Sequence[FeatureSpec], *, external_ids=
     """Features of the given users (by external or internal id), in the order asked, with one
     SQL statement; users that do not exist come back with ``found`` False."""
     as_of_ms = now_ms() if as_of_ms is None else as_of_ms
+    specs = specs if isinstance(specs, tuple) else tuple(specs)
     dialect = engine.dialect
-    stmt = _batch_statement(tuple(specs), external_ids is not None, dialect.name, dialect)
+    by_external = external_ids is not None
+    variant = f"{dialect.name}:{dialect.driver}:{dialect.paramstyle}:{by_external}"
+    stmt = _by_identity(specs, variant, lambda t: _batch_statement(
+        t, by_external, dialect.name, dialect))
     if external_ids is not None:
-        keys = list(dict.fromkeys(external_ids))
+        wanted = list(external_ids)
         key_index = 1
     else:
-        keys = list(dict.fromkeys(int(u) for u in user_ids))
+        wanted = [int(u) for u in user_ids]
         key_index = 0
-    rows: list = []
-    if keys:
-        rows = _fetch(engine, stmt, keys, int(as_of_ms))
-    wanted = list(external_ids) if external_ids is not None else [int(u) for u in user_ids]
+    keys = list(dict.fromkeys(wanted))
+    rows: list = _fetch(engine, stmt, keys, int(as_of_ms)) if keys else []
+    n = len(wanted)
+    if rows and len(rows) == n and all(r[key_index] == k for r, k in zip(rows, wanted)):
+        # Every user found, in the order asked (always so for one user): no reordering.
+        numeric, strings = _frame_from_rows(specs, rows)
+        apply_defaults(specs, numeric, strings)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        return FeatureBatch(numeric, strings, np.ones(n, dtype=bool), ids,
+                            [r[1] for r in rows])
     position = {row[key_index]: j for j, row in enumerate(rows)}
     numeric_found, strings_found = _frame_from_rows(specs, rows) if rows else (
         np.empty((0, len(specs))), {i: np.empty(0, dtype=object)
                                     for i, s in enumerate(specs) if s.is_string})
-    n = len(wanted)
     take = np.array([position.get(k, -1) for k in wanted], dtype=np.int64)
     found = take >= 0
     numeric = np.full((n, len(specs)), np.nan)

@@ -218,7 +218,7 @@ class LoadedModel:
                  output: OutputSpec, plan: list[InputFeed], intra_op_threads: int = 1):
         self.name = name
         self.version = version
-        self.specs = list(specs)
+        self.specs = tuple(specs)
         self.output = output
         self.plan = plan
         self.session = ort.InferenceSession(data, sess_options=session_options(intra_op_threads),

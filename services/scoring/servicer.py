@@ -19,7 +19,7 @@ from services.common.db import make_engine, migrate
 from services.common.errors import InvalidArgument
 from services.common.server import ServiceDefinition
 from services.scoring.core import ScoringConfig, ScoringCore, parse_model_ref
-from services.scoring.features import FeatureSpec
+from services.scoring.features import FeatureSpec, release_connections
 from services.scoring.onnx_model import OutputSpec
 from services.scoring.operations import OperationRunner
 from services.scoring.registry import PRODUCTION, ModelRegistry, parse_model_name
@@ -521,6 +521,7 @@ def build(settings: Settings, config: ScoringConfig | None = None,
     def stop() -> None:
         core.runner.shutdown()
         core.registry.store.engine.dispose()
+        release_connections(core.profile_engine)
         core.profile_engine.dispose()
         core.segments.close()
 

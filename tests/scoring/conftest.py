@@ -9,6 +9,7 @@ import pytest
 
 from services.common.db import make_engine, migrate
 from services.scoring.core import ScoringConfig, ScoringCore
+from services.scoring.features import release_connections
 from services.scoring.operations import OperationRunner
 from services.scoring.registry import ModelRegistry
 from services.scoring.store import ScoringStore
@@ -70,6 +71,7 @@ def make_core(scoring_url):
     for core, engine, profile_engine in built:
         core.runner.shutdown()
         engine.dispose()
+        release_connections(profile_engine)
         profile_engine.dispose()
 
 

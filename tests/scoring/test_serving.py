@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from services.common.errors import InvalidArgument
-from services.scoring.features import FeatureSpec
+from services.scoring.features import FeatureSpec, release_connections
 from services.scoring.onnx_model import OutputSpec
 from tests.scoring import models
 
@@ -31,9 +31,10 @@ def count_statements(engine):
         if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             seen.append(statement)
 
+    release_connections(engine)
     engine.dispose()
-    event.listen(engine, "checkout",
-                 lambda dbapi_conn, record, proxy: dbapi_conn.set_trace_callback(trace))
+    event.listen(engine, "connect",
+                 lambda dbapi_conn, record: dbapi_conn.set_trace_callback(trace))
     return seen
 
 
@@ -87,6 +88,30 @@ def test_full_schema_rows_fill_defaults_without_touching_the_callers_array(serve
         with pytest.raises(InvalidArgument) as err:
             served.score_rows("models/loan", [*names[:-1], "shoe_size"], [1.0] * len(names))
         assert err.value.violations[0][0] == f"columns[{len(names) - 1}]"
+
+
+def test_kept_lookup_connections_see_later_writes(served, bank_url):
+    # Lookups reuse open driver connections; each must still read the store as it is now.
+    from sqlalchemy import select, update
+
+    from services.common.db import make_engine
+    from services.common.profile_tables import profile_attributes
+
+    before = served.score_users("models/loan", user_ids=[1]).scores[0]
+    engine = make_engine(bank_url)
+    with engine.begin() as conn:
+        conn.execute(update(profile_attributes)
+                     .where(profile_attributes.c.user_id == 1,
+                            profile_attributes.c.name.in_(["income", "age"]))
+                     .values(num_value=-1.0))
+        cc_avg = conn.execute(select(profile_attributes.c.num_value).where(
+            profile_attributes.c.user_id == 1, profile_attributes.c.name == "cc_avg")).scalar()
+    engine.dispose()
+    after = served.score_users("models/loan", user_ids=[1]).scores[0]
+    _, expected = served.score_rows("models/loan", ["income", "age", "cc_avg"],
+                                    [-1.0, -1.0, cc_avg])
+    assert after != before
+    assert after == pytest.approx(expected[0])
 
 
 def test_event_features_are_bounded_by_the_scoring_instant(served, bank_url):

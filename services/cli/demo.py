@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import hashlib
-import math
 import os
 import pathlib
 import sys
@@ -67,8 +66,10 @@ COPIES = [
 CLICK_RATES = {"A": 0.05, "B": 0.16, "C": 0.08, "D": 0.03}
 DELIVERED_RATE, OPEN_RATE = 0.97, 0.45
 # The race's decision deadline after its first send: the simulated clicks arrive at once, so
-# a short deadline lets the fallback (the best posterior mean) decide an unclear race.
-RACE_DEADLINE_S = 2
+# a short deadline lets the fallback (the best posterior mean) decide an unclear race. It
+# leaves a few seconds for the outcomes to be reported, because the delivery service also
+# evaluates open races in the background and would otherwise decide on no clicks at all.
+RACE_DEADLINE_S = 4
 
 
 def ms(instant: dt.datetime) -> int:
@@ -115,6 +116,8 @@ class Demo:
         self.results: list[StepResult] = []
         self.state: dict[str, Any] = {}
         self.missing_rpcs: list[str] = []
+        # The suite the demo started, if any (to tell a stopped suite from a missing RPC).
+        self.suite_process = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -174,6 +177,12 @@ class Demo:
         except grpc.RpcError as exc:
             status, note = "failed", describe_error(exc)
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                process = self.suite_process
+                if process is not None and process.proc is not None \
+                        and process.proc.poll() is not None:
+                    # The launcher ended (a service died, or it was signalled from outside).
+                    note += (f" (the suite stopped with exit status {process.proc.returncode};"
+                             f" see {process.log_path})")
                 # A service could not reach what it depends on: a gap between services.
                 self.missing_rpcs.append(f"{title[:40]}: {note}")
         seconds = time.monotonic() - started
@@ -711,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     approver = suite.with_key(args.approver_key)
     vendor = suite.with_key(args.service_key)
     demo = Demo(suite, approver, out, args.log, args.customers, vendor=vendor)
+    demo.suite_process = suite_process
     try:
         demo.step("Load the CDNOW log as users and purchase events", demo.load)
         demo.step("RFM groups and lifecycle stages", demo.traits)

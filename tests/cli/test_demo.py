@@ -45,7 +45,7 @@ def test_loading_traits_and_insight_work_through_the_api(demo_run):
     assert match and int(match.group(1)) > 3000
     assert re.search(rf"IngestEvents: {match.group(1)} stored, 0 already there, 0 rejected", out)
     assert status["RFM groups and lifecycle stages"] == "done"
-    groups = dict(re.findall(r"^\s+(at_risk|hibernating|champions|lost)\s+(\d+)\s", out, re.M))
+    groups = dict(re.findall(r"^\s+(at_risk|hibernating|champions|lost)\s+(\d+)\s", out, re.MULTILINE))
     assert int(groups["at_risk"]) > 0 and int(groups["hibernating"]) > 0
     assert int(groups["champions"]) > 0
     assert status['Portrait insight: "at risk" against everyone'] == "done"
@@ -75,7 +75,7 @@ def test_the_whole_loop_reports_the_effect_and_writes_charts(demo_run):
                      out)
     # The copy with the highest simulated click rate wins the race, and the rest get it.
     best = max(CLICK_RATES, key=CLICK_RATES.get)
-    assert re.search(rf"^   winner: {best} - (significant|deadline_fallback)", out, re.M), out
+    assert re.search(rf"^   winner: {best} - (significant|deadline_fallback)", out, re.MULTILINE), out
     assert "RunTouch again (the rest get the winner)" in out
     # Every goal event of the audience was attributed to a message or to the control group.
     converting = int(re.search(r"(\d+) of \d+ audience members bought again", out).group(1))

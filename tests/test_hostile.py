@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import time
 
 import grpc
 import pytest
 from google.protobuf import descriptor as d
-from google.protobuf import message_factory
+from google.protobuf import message_factory, timestamp_pb2
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from marketing.common.v1 import common_pb2
+from marketing.delivery.v1 import delivery_service_pb2 as dpb
+from marketing.delivery.v1 import delivery_service_pb2_grpc as dgrpc
+from marketing.profile.v1 import profile_service_pb2 as ppb
+from marketing.profile.v1 import profile_service_pb2_grpc as pgrpc
+from marketing.segment.v1 import segment_service_pb2 as spb
+from marketing.segment.v1 import segment_service_pb2_grpc as sgrpc
 from services.common import auth
+from services.common.errors import field_violations
 from services.common.testing import ROLE_KEYS, channel
 from tests.suite import ORDER, running_suite, service_descriptor
 
@@ -176,3 +185,69 @@ def test_random_requests_never_crash_an_rpc(suite, service, method):
             assert code not in NO_STATUS_LEAK, f"{method.full_name}: {code}"
 
         check()
+
+
+# -- explicit attacks ---------------------------------------------------------------------
+
+INJECTIONS = ["x'); DROP TABLE profiles; --", "' OR '1'='1", "x\" OR 1=1 --", "%' --",
+              "\\'; DELETE FROM events; --"]
+
+
+def test_sql_in_rule_strings_is_data_and_in_field_names_is_refused(suite):
+    with channel(suite["profile"]["address"], "admin") as ch:
+        profiles = pgrpc.ProfileServiceStub(ch)
+        profiles.CreateAttribute(ppb.CreateAttributeRequest(attribute=ppb.Attribute(
+            name="attributes/member_level", value_type=common_pb2.VALUE_TYPE_STRING)))
+        for i, level in enumerate(["silver", INJECTIONS[1]]):
+            profiles.CreateProfile(ppb.CreateProfileRequest(profile=ppb.Profile(
+                external_id=f"inj-{i}",
+                attributes={"member_level": common_pb2.Value(string_value=level)})))
+    with channel(suite["segment"]["address"], "operator") as ch:
+        segments = sgrpc.SegmentServiceStub(ch)
+        total = segments.EstimateSegment(spb.EstimateSegmentRequest(
+            rule_text='member_level = "silver"')).population
+        for payload in INJECTIONS:
+            text = 'member_level = "' + payload.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            response = segments.EstimateSegment(spb.EstimateSegmentRequest(rule_text=text))
+            # A payload is a value compared as data: it matches only a user holding it.
+            assert response.count == (1 if payload == INJECTIONS[1] else 0), payload
+            assert response.population == total
+        with pytest.raises(grpc.RpcError) as err:
+            segments.EstimateSegment(spb.EstimateSegmentRequest(
+                rule_text='member_level; DROP TABLE profiles = "x"'))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(err.value) == ["rule_text"]
+        # The store is intact.
+        assert segments.EstimateSegment(spb.EstimateSegmentRequest(
+            rule_text='member_level = "silver"')).count == 1
+
+
+def test_template_escapes_are_refused_when_the_plan_is_saved(suite):
+    start = timestamp_in(3600)
+    with channel(suite["delivery"]["address"], "operator") as ch:
+        plans = dgrpc.DeliveryServiceStub(ch)
+        for body in ("{{ ''.__class__.__mro__ }}", "{{ cycler.__init__.__globals__ }}",
+                     "{% for x in range(10**9) %}{% endfor %}{{ x"):
+            plan = dpb.Plan(
+                display_name="escape", goal_type=dpb.GOAL_TYPE_CONVERT,
+                category=dpb.CATEGORY_MARKETING, start_time=start, end_time=timestamp_in(7200),
+                touches=[dpb.Touch(touch_id="t1", channel=common_pb2.CHANNEL_PUSH,
+                                   content=dpb.Content(title="hi", body=body),
+                                   audience=dpb.Audience(users=dpb.UserList(external_ids=["u"])))])
+            with pytest.raises(grpc.RpcError) as err:
+                plans.CreatePlan(dpb.CreatePlanRequest(plan=plan))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, body
+            assert any("content.body" in f for f in field_violations(err.value)), body
+
+
+def timestamp_in(seconds: int):
+    return timestamp_pb2.Timestamp(seconds=int(time.time()) + seconds)
+
+
+@pytest.mark.parametrize("service", ORDER)
+def test_oversized_requests_are_resource_exhausted_everywhere(suite, service):
+    method = service_descriptor(service).methods[0]
+    limit = suite[service]["settings"].max_message_bytes
+    with channel(suite[service]["address"], "admin") as ch:
+        code = code_of(caller(ch, method), b"\x0a" + b"\xff" * (limit + 1024))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED

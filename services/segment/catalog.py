@@ -81,8 +81,10 @@ def load_catalog(engine: Engine, extra_models: tuple[str, ...] = ()) -> Catalog:
 class CatalogCache:
     """Reloads the catalogue at most every ``ttl_s`` seconds, so each rule does not."""
 
-    def __init__(self, engine: Engine, ttl_s: float = 30.0, extra_models: tuple[str, ...] = ()):
+    def __init__(self, engine: Engine, ttl_s: float = 30.0, extra_models: tuple[str, ...] = (),
+                 refresh_min_age_s: float = 1.0):
         self.engine, self.ttl_s, self.extra_models = engine, ttl_s, extra_models
+        self.refresh_min_age_s = refresh_min_age_s
         self._lock = threading.Lock()
         self._value: Catalog | None = None
         self._loaded = 0.0
@@ -93,6 +95,19 @@ class CatalogCache:
                 self._value = load_catalog(self.engine, self.extra_models)
                 self._loaded = time.monotonic()
             return self._value
+
+    def refresh(self) -> bool:
+        """Reloads now unless the cached catalogue is younger than ``refresh_min_age_s``; says
+        whether it reloaded. Validation calls this on a miss, so an attribute just declared or
+        a model's scores just written are usable at once, while a stream of bad rules still
+        reads the catalogue at most once a ``refresh_min_age_s``."""
+        with self._lock:
+            if (self._value is not None
+                    and time.monotonic() - self._loaded < self.refresh_min_age_s):
+                return False
+            self._value = load_catalog(self.engine, self.extra_models)
+            self._loaded = time.monotonic()
+            return True
 
     def invalidate(self) -> None:
         with self._lock:

@@ -143,7 +143,11 @@ class SegmentCore:
             raise InvalidArgument(violations=out)
 
     def violations(self, rule: Condition, segment_id: int | None = None) -> list[tuple[str, str]]:
-        return rule_violations(rule, self.catalog.get(), self.resolve, segment_id)
+        problems = rule_violations(rule, self.catalog.get(), self.resolve, segment_id)
+        if problems and self.catalog.refresh():
+            # The cached catalogue may predate an attribute or a model's scores: look again.
+            problems = rule_violations(rule, self.catalog.get(), self.resolve, segment_id)
+        return problems
 
     def compiler(self, now_ms: int | None = None, restrict_ids=None) -> Compiler:
         return Compiler(self.catalog.get(), self.now_ms() if now_ms is None else now_ms,

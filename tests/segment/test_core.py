@@ -181,3 +181,23 @@ def test_replica_stops_serving_snapshots_of_a_segment_deleted_elsewhere(world, s
         replica.bitmap(segment.id, snapshot.version)
     with pytest.raises(NotFound):
         replica.check_membership(segment.id, "user-2", snapshot.version)
+
+
+def test_a_field_declared_after_the_catalogue_was_cached_is_usable_at_once(tmp_path,
+                                                                           sqlite_engine):
+    Population().write(sqlite_engine)
+    url = f"sqlite:///{tmp_path}/segment.db"
+    migrate("segment", url)
+    catalog = CatalogCache(sqlite_engine, ttl_s=3600, refresh_min_age_s=0)
+    core = SegmentCore(create_engine(url), sqlite_engine, catalog, Clock(NOW))
+    assert core.violations(parse_rule('tier = "gold"'))  # unknown: not catalogued yet
+    assert core.violations(parse_rule("score.churn_risk >= 0.7"))
+    with sqlite_engine.begin() as conn:
+        conn.execute(insert(pt.attribute_catalog).values(name="tier", value_type="string",
+                                                         created_ms=NOW))
+        conn.execute(insert(pt.scores).values(user_id=1, model_name="churn_risk", score=0.9,
+                                              model_version="1", scored_ms=NOW))
+    # The hour-long cache would still say no; a miss reloads the catalogue once.
+    assert core.violations(parse_rule('tier = "gold"')) == []
+    assert core.violations(parse_rule("score.churn_risk >= 0.7")) == []
+    assert core.violations(parse_rule('tierr = "gold"'))  # still refused when really unknown

@@ -688,9 +688,6 @@ def main(argv: list[str] | None = None) -> int:
             "PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS": "0",
             # RFM over the whole 18-month history, so "at risk" means "used to buy often".
             "PROFILE_RFM_WINDOW_DAYS": "0",
-            # The win-back rule names the repurchase score; the segment service caches the
-            # list of scored models for a while, so it is told about this one up front.
-            "SEGMENT_KNOWN_MODELS": SCORE_NAME,
         }
         # A random port offset can collide with ports another program holds; then the suite
         # is started again on another offset (unless the offset was given).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from services.cli import render
 
@@ -14,18 +13,8 @@ BOUNDS = {
 }
 
 
-def _create(demo, pb, display_name: str, rule_text: str, description: str,
-            wait_for_field: str = ""):
+def _create(demo, pb, display_name: str, rule_text: str, description: str):
     checked = demo.call("segment", "ValidateRule", pb.ValidateRuleRequest(rule_text=rule_text))
-    # A suite started elsewhere may not list a just-written score yet (its segment service
-    # caches the scored models for SEGMENT_CATALOG_TTL_SECONDS); wait for it to catch up.
-    deadline = time.monotonic() + 45
-    while (wait_for_field and not checked.valid and time.monotonic() < deadline
-           and any(f"unknown field '{wait_for_field}'" in v.description
-                   for v in checked.violations)):
-        time.sleep(2)
-        checked = demo.call("segment", "ValidateRule",
-                            pb.ValidateRuleRequest(rule_text=rule_text))
     if not checked.valid:
         problems = "; ".join(f"{v.field}: {v.description} (line {v.line}, column {v.column})"
                              for v in checked.violations)
@@ -101,8 +90,7 @@ def winback(demo) -> None:
     bound = math.floor(threshold * 1e6) / 1e6
     rule_text = f'rfm("at_risk", "hibernating") and score.{SCORE_NAME} >= {bound:.6f}'
     segment = _create(demo, pb, "Win-back", rule_text,
-                      "at risk or hibernating, and repurchase score in the top 30%",
-                      wait_for_field=SCORE_NAME)
+                      "at risk or hibernating, and repurchase score in the top 30%")
     demo.say(f"   CreateSegment {segment.name}:")
     demo.say(f"     {segment.rule_text}")
     estimate = demo.call("segment", "EstimateSegment",

@@ -1143,26 +1143,54 @@ class ProfileCore:
 
     def get_traits(self, external_id: str) -> dict:
         """The computed traits, per-event-type counts and model scores of one user."""
+        self._check_external_id("name", external_id)
+        found = self._traits_of([external_id])[0]
+        if found is None:
+            raise NotFound("profile", f"profiles/{external_id}")
+        return found
+
+    def batch_get_traits(self, external_ids: Sequence[str]) -> list[dict | None]:
+        """Traits of many users in request order (None for an unknown user), read by one query
+        after the names are resolved."""
+        if not external_ids:
+            raise InvalidArgument("names", "name at least one profile")
+        if len(external_ids) > self.config.max_batch_items:
+            raise InvalidArgument("names", f"at most {self.config.max_batch_items} per call")
+        for i, external_id in enumerate(external_ids):
+            self._check_external_id(f"names[{i}]", external_id)
+        return self._traits_of(external_ids)
+
+    def _traits_of(self, external_ids: Sequence[str]) -> list[dict | None]:
         with self.engine.connect() as conn:
-            user_id = self._user_id(conn, external_id, "name")
-            row = conn.execute(
-                select(computed_traits).where(computed_traits.c.user_id == user_id)
-            ).mappings().first()
-            counts = conn.execute(
-                select(event_type_counts)
-                .where(event_type_counts.c.user_id == user_id)
-                .order_by(event_type_counts.c.event_type)
-            ).mappings().all()
-            model_scores = conn.execute(
-                select(scores).where(scores.c.user_id == user_id).order_by(scores.c.model_name)
-            ).mappings().all()
-        return {
-            "user_id": user_id,
-            "external_id": external_id,
-            "traits": dict(row) if row else None,
-            "event_counts": [dict(c) for c in counts],
-            "scores": [dict(s) for s in model_scores],
-        }
+            ids = store.resolve_ids(conn, external_ids)
+            rows = store.traits_rows(conn, ids.values())
+        by_user: dict[int, dict] = {}
+        trait_columns = [c.name for c in computed_traits.c]
+        for row in rows:
+            entry = by_user.setdefault(
+                row["profile_id"], {"traits": None, "event_counts": [], "scores": []}
+            )
+            if row["user_id"] is not None and entry["traits"] is None:
+                entry["traits"] = {c: row[c] for c in trait_columns}
+            if row["d_kind"] == "count":
+                entry["event_counts"].append({
+                    "event_type": row["d_key"], "count_7d": row["count_7d"],
+                    "count_30d": row["count_30d"], "count_90d": row["count_90d"],
+                    "count_total": row["count_total"],
+                })
+            elif row["d_kind"] == "score":
+                entry["scores"].append({
+                    "model_name": row["d_key"], "score": row["score"],
+                    "model_version": row["model_version"], "scored_ms": row["scored_ms"],
+                })
+        out: list[dict | None] = []
+        for external_id in external_ids:
+            user_id = ids.get(external_id)
+            entry = by_user.get(user_id) if user_id is not None else None
+            # A user erased between the two reads is as unknown as one never created.
+            out.append(None if entry is None else
+                       {"user_id": user_id, "external_id": external_id, **entry})
+        return out
 
     def write_scores(self, items: Sequence[ScoreIn]) -> list[ServiceError | None]:
         """Upserts model scores; returns one error (or None when stored) per item.
@@ -1217,39 +1245,94 @@ class ProfileCore:
 
     # --- consent and contactability ------------------------------------------------------
 
-    def update_consents(
-        self, external_id: str, changes: Sequence[tuple[str, bool, str, int | None]]
-    ) -> dict[str, tuple[bool, int | None, str]]:
-        """Records (channel, subscribed, source, time) changes; an older change never wins."""
+    def _consent_rows(
+        self, changes: Sequence[tuple[str, bool, str, int | None]], field: str, now: int
+    ) -> list[dict]:
+        """Checks (channel, subscribed, source, time) changes; rows without the user id."""
         if not changes:
-            raise InvalidArgument("consents", "name at least one channel")
-        now = self.now_ms()
+            raise InvalidArgument(field, "name at least one channel")
         rows = []
         for i, (channel, subscribed, source, at_ms) in enumerate(changes):
             if channel not in CHANNELS:
-                raise InvalidArgument(f"consents[{i}].channel", "must be set to a known channel")
+                raise InvalidArgument(f"{field}[{i}].channel", "must be set to a known channel")
             if not source or len(source) > MAX_SOURCE:
                 raise InvalidArgument(
-                    f"consents[{i}].source", f"say where the choice was made (1..{MAX_SOURCE})"
+                    f"{field}[{i}].source", f"say where the choice was made (1..{MAX_SOURCE})"
                 )
             if at_ms is not None and at_ms > now + self.config.max_future_skew_s * 1000:
-                raise InvalidArgument(f"consents[{i}].update_time", "is in the future")
+                raise InvalidArgument(f"{field}[{i}].update_time", "is in the future")
             rows.append(
                 {"channel": channel, "subscribed": bool(subscribed), "source": source,
                  "updated_ms": at_ms or now}
             )
+        return rows
+
+    @staticmethod
+    def _store_consents(conn, rows: list[dict]) -> None:
+        """One upsert for all rows; a change older than the stored one never wins."""
+        store.upsert(
+            conn,
+            consents,
+            rows,
+            ["user_id", "channel"],
+            where=lambda stmt: consents.c.updated_ms <= stmt.excluded.updated_ms,
+        )
+
+    def update_consents(
+        self, external_id: str, changes: Sequence[tuple[str, bool, str, int | None]]
+    ) -> dict[str, tuple[bool, int | None, str]]:
+        """Records (channel, subscribed, source, time) changes; an older change never wins."""
+        rows = self._consent_rows(changes, "consents", self.now_ms())
         with self.engine.begin() as conn:
             user_id = self._user_id(conn, external_id)
             for row in rows:
                 row["user_id"] = user_id
-            store.upsert(
-                conn,
-                consents,
-                rows,
-                ["user_id", "channel"],
-                where=lambda stmt: consents.c.updated_ms <= stmt.excluded.updated_ms,
-            )
+            self._store_consents(conn, rows)
         return self.get_consents(external_id)
+
+    def batch_update_consents(
+        self,
+        items: Sequence[tuple[str | ServiceError, Sequence[tuple[str, bool, str, int | None]]]],
+    ) -> list[ServiceError | None]:
+        """Records consent changes of many users in one transaction; one error (or None when
+        stored) per item.
+
+        An item is (external id, changes); the external id may already be the error of a
+        malformed name. Bad items and unknown users are refused alone; the valid changes are
+        written by one upsert. Several items for one user are applied together, the newest
+        change per channel winning as in UpdateConsent.
+        """
+        if not items:
+            raise InvalidArgument("requests", "name at least one change")
+        if len(items) > self.config.max_batch_items:
+            raise InvalidArgument("requests", f"at most {self.config.max_batch_items} per call")
+        now = self.now_ms()
+        errors: list[ServiceError | None] = [None] * len(items)
+        checked: dict[int, list[dict]] = {}
+        for i, (external_id, changes) in enumerate(items):
+            try:
+                if isinstance(external_id, ServiceError):
+                    raise external_id
+                self._check_external_id(f"requests[{i}].name", external_id)
+                checked[i] = self._consent_rows(changes, f"requests[{i}].consents", now)
+            except ServiceError as error:
+                errors[i] = error
+        with self.engine.begin() as conn:
+            ids = store.resolve_ids(conn, [items[i][0] for i in checked])
+            newest: dict[tuple[int, str], dict] = {}
+            for i, rows in checked.items():
+                user_id = ids.get(items[i][0])
+                if user_id is None:
+                    errors[i] = NotFound("profile", f"profiles/{items[i][0]}")
+                    continue
+                for row in rows:
+                    key = (user_id, row["channel"])
+                    # One statement cannot upsert a key twice (PostgreSQL refuses), so the
+                    # newest change per user and channel is the one sent.
+                    if key not in newest or newest[key]["updated_ms"] <= row["updated_ms"]:
+                        newest[key] = {**row, "user_id": user_id}
+            self._store_consents(conn, list(newest.values()))
+        return errors
 
     def get_consents(self, external_id: str) -> dict[str, tuple[bool, int | None, str]]:
         with self.engine.connect() as conn:

@@ -35,6 +35,7 @@ ROLES: dict[str, frozenset[str]] = {
     "ListAttributes": READERS,
     "ListEvents": READERS,
     "GetTraits": READERS,
+    "BatchGetTraits": READERS,
     "GetConsent": READERS,
     "BatchGetContactability": READERS,
     "CreateProfile": WRITERS,
@@ -45,6 +46,7 @@ ROLES: dict[str, frozenset[str]] = {
     "IngestEvents": WRITERS,
     "StreamEvents": WRITERS,
     "UpdateConsent": WRITERS,
+    "BatchUpdateConsent": WRITERS,
     "RecomputeTraits": WRITERS,
     "CreateAttribute": frozenset({OPERATOR, ADMIN}),
     "UpdateAttribute": frozenset({OPERATOR, ADMIN}),
@@ -212,6 +214,19 @@ def consent_out(channel: str, state: tuple[bool, int | None, str]) -> pb.Consent
     )
 
 
+def consent_changes(request: pb.UpdateConsentRequest) -> list[tuple[str, bool, str, int | None]]:
+    """(channel, subscribed, source, time) per consent of an UpdateConsent request."""
+    return [
+        (
+            _CHANNEL_TO_NAME.get(c.channel, ""),
+            c.subscribed,
+            c.source,
+            ts_ms(c.update_time) if c.HasField("update_time") else None,
+        )
+        for c in request.consents
+    ]
+
+
 def encode_token(cursor: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"c": cursor}).encode()).decode()
 
@@ -223,6 +238,42 @@ def decode_token(token: str) -> int | None:
         return int(json.loads(base64.urlsafe_b64decode(token.encode()))["c"])
     except (ValueError, KeyError, TypeError):
         raise InvalidArgument("page_token", "is not a token this service issued") from None
+
+
+def traits_out(name: str, data: dict) -> pb.Traits:
+    """The Traits message of one user as the core returns them."""
+    out = pb.Traits(name=name, user_id=data["user_id"])
+    row = data["traits"]
+    if row:
+        if row["recency_days"] is not None:
+            out.recency_days = row["recency_days"]
+        out.frequency = row["frequency"]
+        out.monetary = row["monetary"]
+        out.r_score = row["r_score"] or 0
+        out.f_score = row["f_score"] or 0
+        out.m_score = row["m_score"] or 0
+        out.rfm_group = _GROUPS.get(row["rfm_group"], pb.RFM_GROUP_UNSPECIFIED)
+        out.lifecycle_stage = _STAGES.get(row["lifecycle_stage"], pb.LIFECYCLE_STAGE_UNSPECIFIED)
+        for field, key in (
+            ("first_seen_time", "first_seen_ms"),
+            ("last_seen_time", "last_seen_ms"),
+            ("last_purchase_time", "last_purchase_ms"),
+            ("as_of_time", "as_of_ms"),
+            ("update_time", "updated_ms"),
+        ):
+            if row[key] is not None:
+                getattr(out, field).CopyFrom(to_ts(row[key]))
+    for c in data["event_counts"]:
+        out.event_counts.add(
+            event_type=c["event_type"], count_7d=c["count_7d"], count_30d=c["count_30d"],
+            count_90d=c["count_90d"], count_total=c["count_total"],
+        )
+    for s in data["scores"]:
+        out.scores.add(
+            user_id=data["user_id"], external_id=data["external_id"], model_name=s["model_name"],
+            score=s["score"], model_version=s["model_version"], score_time=to_ts(s["scored_ms"]),
+        )
+    return out
 
 
 def item_status(error: ServiceError | None) -> status_pb2.Status:
@@ -462,39 +513,19 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
     # traits and scores
 
     def GetTraits(self, request, context):
-        data = self.core.get_traits(profile_id(request.name))
-        out = pb.Traits(name=request.name, user_id=data["user_id"])
-        row = data["traits"]
-        if row:
-            if row["recency_days"] is not None:
-                out.recency_days = row["recency_days"]
-            out.frequency = row["frequency"]
-            out.monetary = row["monetary"]
-            out.r_score = row["r_score"] or 0
-            out.f_score = row["f_score"] or 0
-            out.m_score = row["m_score"] or 0
-            out.rfm_group = _GROUPS.get(row["rfm_group"], pb.RFM_GROUP_UNSPECIFIED)
-            out.lifecycle_stage = _STAGES.get(row["lifecycle_stage"], pb.LIFECYCLE_STAGE_UNSPECIFIED)
-            for field, key in (
-                ("first_seen_time", "first_seen_ms"),
-                ("last_seen_time", "last_seen_ms"),
-                ("last_purchase_time", "last_purchase_ms"),
-                ("as_of_time", "as_of_ms"),
-                ("update_time", "updated_ms"),
-            ):
-                if row[key] is not None:
-                    getattr(out, field).CopyFrom(to_ts(row[key]))
-        for c in data["event_counts"]:
-            out.event_counts.add(
-                event_type=c["event_type"], count_7d=c["count_7d"], count_30d=c["count_30d"],
-                count_90d=c["count_90d"], count_total=c["count_total"],
-            )
-        for s in data["scores"]:
-            out.scores.add(
-                user_id=data["user_id"], external_id=data["external_id"], model_name=s["model_name"],
-                score=s["score"], model_version=s["model_version"], score_time=to_ts(s["scored_ms"]),
-            )
-        return pb.GetTraitsResponse(traits=out)
+        return pb.GetTraitsResponse(
+            traits=traits_out(request.name, self.core.get_traits(profile_id(request.name))))
+
+    def BatchGetTraits(self, request, context):
+        if not request.names:
+            raise InvalidArgument("names", "name at least one profile")
+        ids = [profile_id(n, f"names[{i}]") for i, n in enumerate(request.names)]
+        response = pb.BatchGetTraitsResponse()
+        for name, data in zip(request.names, self.core.batch_get_traits(ids)):
+            item = response.results.add(name=name, found=data is not None)
+            if data is not None:
+                item.traits.CopyFrom(traits_out(name, data))
+        return response
 
     def RecomputeTraits(self, request, context):
         names = [profile_id(n, f"names[{i}]") for i, n in enumerate(request.names)]
@@ -533,17 +564,23 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         return pb.GetConsentResponse(consents=[consent_out(c, s) for c, s in states.items()])
 
     def UpdateConsent(self, request, context):
-        changes = [
-            (
-                _CHANNEL_TO_NAME.get(c.channel, ""),
-                c.subscribed,
-                c.source,
-                ts_ms(c.update_time) if c.HasField("update_time") else None,
-            )
-            for c in request.consents
-        ]
-        states = self.core.update_consents(profile_id(request.name), changes)
+        states = self.core.update_consents(profile_id(request.name), consent_changes(request))
         return pb.UpdateConsentResponse(consents=[consent_out(c, s) for c, s in states.items()])
+
+    def BatchUpdateConsent(self, request, context):
+        items = []
+        for i, item in enumerate(request.requests):
+            try:
+                external_id: str | ServiceError = profile_id(item.name, f"requests[{i}].name")
+            except ServiceError as error:
+                external_id = error
+            items.append((external_id, consent_changes(item)))
+        errors = self.core.batch_update_consents(items)
+        response = pb.BatchUpdateConsentResponse(
+            updated_count=sum(1 for e in errors if e is None))
+        for i, (item, error) in enumerate(zip(request.requests, errors)):
+            response.results.add(index=i, name=item.name, status=item_status(error))
+        return response
 
     def BatchGetContactability(self, request, context):
         external_ids = [profile_id(n, f"names[{i}]") for i, n in enumerate(request.names)]

@@ -7,16 +7,21 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 
 from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
     String,
     Text,
     and_,
     any_,
     bindparam,
+    cast,
     delete,
     exists,
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
     type_coerce,
@@ -113,6 +118,56 @@ def resolve_ids(conn: Connection, external_ids: Iterable[str]) -> dict[str, int]
         ).all()
     )
     return found
+
+
+def traits_rows(conn: Connection, user_ids: Iterable[int]) -> list:
+    """Computed traits, per-event-type counts and model scores of many users in ONE statement.
+
+    The counts and the scores are stacked (UNION ALL, told apart by ``d_kind``) and joined to
+    the users with their computed traits, so the result has one row per user and count or
+    score, the traits repeated on each; a user with neither has one row of nulls. The users
+    drive the join, so a user without any traits still comes back.
+    """
+    ids = list(set(user_ids))
+    if not ids:
+        return []
+    counts = select(
+        event_type_counts.c.user_id.label("d_user"),
+        literal_column("'count'", String).label("d_kind"),
+        event_type_counts.c.event_type.label("d_key"),
+        event_type_counts.c.count_7d,
+        event_type_counts.c.count_30d,
+        event_type_counts.c.count_90d,
+        event_type_counts.c.count_total,
+        cast(null(), Float).label("score"),
+        cast(null(), String).label("model_version"),
+        cast(null(), BigInteger).label("scored_ms"),
+    ).where(in_set(conn, event_type_counts.c.user_id, ids))
+    model_scores = select(
+        scores.c.user_id,
+        literal_column("'score'", String),
+        scores.c.model_name,
+        cast(null(), Integer),
+        cast(null(), Integer),
+        cast(null(), Integer),
+        cast(null(), Integer),
+        scores.c.score,
+        scores.c.model_version,
+        scores.c.scored_ms,
+    ).where(in_set(conn, scores.c.user_id, ids))
+    detail = counts.union_all(model_scores).subquery("detail")
+    stmt = (
+        select(profiles.c.id.label("profile_id"), computed_traits, *[
+            c for c in detail.c if c.name != "d_user"
+        ])
+        .select_from(
+            profiles.outerjoin(computed_traits, computed_traits.c.user_id == profiles.c.id)
+            .outerjoin(detail, detail.c.d_user == profiles.c.id)
+        )
+        .where(in_set(conn, profiles.c.id, ids))
+        .order_by(profiles.c.id, detail.c.d_kind, detail.c.d_key)
+    )
+    return conn.execute(stmt).mappings().all()
 
 
 def existing_user_ids(conn: Connection, user_ids: Iterable[int]) -> set[int]:

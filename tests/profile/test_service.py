@@ -357,3 +357,119 @@ def test_infinite_event_value_refused(start):
         event("v1", "u", t, float("-inf")), event("v2", "u", t, 1.5)]))
     assert (result.accepted_count, result.rejected_count) == (1, 1)
     assert "events[0].value" in result.results[0].status.message
+
+
+# --- batch traits and consent ----------------------------------------------------------------
+
+
+def _status_fields(status) -> list[str]:
+    """The fields named by the BadRequest details of an item's google.rpc.Status."""
+    from google.rpc import error_details_pb2
+
+    out = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out.extend(v.field for v in bad.field_violations)
+    return out
+
+
+def test_batch_get_traits_matches_get_traits_and_reports_unknown_users(start):
+    stub_for = start(max_batch_items=4)
+    stub = stub_for("operator")
+    t = now_ms()
+    stub.IngestEvents(pb.IngestEventsRequest(events=[
+        event("p1", "ann", t - 86_400_000, 30.0),
+        event("p2", "ann", t - 5000, 12.5),
+        event("v1", "ann", t - 4000, event_type="view"),
+        event("p3", "ben", t - 86_400_000 * 40, 7.0),
+    ]))
+    stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="quiet")))
+    stub.RecomputeTraits(pb.RecomputeTraitsRequest())
+    stub_for("service").WriteScores(pb.WriteScoresRequest(scores=[
+        pb.ModelScore(external_id="ann", model_name="churn", score=0.25, model_version="v2"),
+        pb.ModelScore(external_id="ann", model_name="repurchase", score=0.75, model_version="v1"),
+    ]))
+    stub.MergeIdentity(pb.MergeIdentityRequest(name="profiles/ben", anonymous_id="device-1"))
+    names = ["profiles/ann", "profiles/ghost", "profiles/device-1", "profiles/quiet"]
+    results = stub_for("service").BatchGetTraits(pb.BatchGetTraitsRequest(names=names)).results
+    assert [r.name for r in results] == names
+    assert [r.found for r in results] == [True, False, True, True]
+    ann, ghost, alias, quiet = results
+    assert not ghost.HasField("traits")
+    # Each found user's traits are exactly what GetTraits returns for them.
+    for result in (ann, alias, quiet):
+        single = stub.GetTraits(pb.GetTraitsRequest(name=result.name)).traits
+        assert result.traits == single
+    assert ann.traits.frequency == 2 and ann.traits.monetary == pytest.approx(42.5)
+    assert [(c.event_type, c.count_total) for c in ann.traits.event_counts] == [
+        ("purchase", 2), ("view", 1)]
+    assert [(s.model_name, s.score) for s in ann.traits.scores] == [
+        ("churn", 0.25), ("repurchase", 0.75)]
+    assert alias.traits.frequency == 1 and alias.traits.name == "profiles/device-1"
+    assert not quiet.traits.event_counts and quiet.traits.frequency == 0
+
+
+def test_batch_get_traits_bad_input_names_the_field(start):
+    stub = start(max_batch_items=2)()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchGetTraits(pb.BatchGetTraitsRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["names"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchGetTraits(pb.BatchGetTraitsRequest(names=["profiles/a", "users/b"]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["names[1]"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchGetTraits(pb.BatchGetTraitsRequest(names=["profiles/a", "profiles/b c"]))
+    assert _fields(err) == ["names[1]"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchGetTraits(pb.BatchGetTraitsRequest(names=[f"profiles/u{i}" for i in range(3)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["names"]
+
+
+def test_batch_update_consent_stores_good_items_and_refuses_bad_ones_alone(start):
+    stub_for = start(max_batch_items=6)
+    stub = stub_for("service")
+    for user in ("cat", "dan"):
+        stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id=user)))
+    t = now_ms()
+    sms, push = common_pb2.CHANNEL_SMS, common_pb2.CHANNEL_PUSH
+
+    def change(name, channel, subscribed, at_ms, source="test"):
+        return pb.UpdateConsentRequest(name=name, consents=[pb.Consent(
+            channel=channel, subscribed=subscribed, source=source, update_time=ts(at_ms))])
+
+    answer = stub.BatchUpdateConsent(pb.BatchUpdateConsentRequest(requests=[
+        change("profiles/cat", sms, True, t - 2000),
+        change("profiles/ghost", sms, True, t),
+        change("profiles/dan", push, False, t),
+        change("dan", push, False, t),
+        change("profiles/dan", 0, False, t),
+        change("profiles/cat", sms, False, t - 1000),  # newer than the first: it wins
+    ]))
+    codes = [r.status.code for r in answer.results]
+    ok, invalid, not_found = (grpc.StatusCode.OK.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                              grpc.StatusCode.NOT_FOUND.value[0])
+    assert codes == [ok, not_found, ok, invalid, invalid, ok]
+    assert answer.updated_count == 3 and answer.results[1].name == "profiles/ghost"
+    assert _status_fields(answer.results[3].status) == ["requests[3].name"]
+    assert _status_fields(answer.results[4].status) == ["requests[4].consents[0].channel"]
+    consents = {c.channel: c for c in stub.GetConsent(pb.GetConsentRequest(name="profiles/cat")).consents}
+    assert consents[sms].subscribed is False and not consents[sms].defaulted
+    consents = {c.channel: c for c in stub.GetConsent(pb.GetConsentRequest(name="profiles/dan")).consents}
+    assert consents[push].subscribed is False and not consents[push].defaulted
+    # An older change than the stored one is ignored, as in UpdateConsent.
+    stub.BatchUpdateConsent(pb.BatchUpdateConsentRequest(requests=[
+        change("profiles/dan", push, True, t - 60_000)]))
+    consents = {c.channel: c for c in stub.GetConsent(pb.GetConsentRequest(name="profiles/dan")).consents}
+    assert consents[push].subscribed is False
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchUpdateConsent(pb.BatchUpdateConsentRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["requests"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchUpdateConsent(pb.BatchUpdateConsentRequest(
+            requests=[change("profiles/cat", sms, True, t)] * 7))
+    assert _fields(err) == ["requests"]
+    with pytest.raises(grpc.RpcError) as err:  # reading roles may not write consent
+        stub_for("approver").BatchUpdateConsent(pb.BatchUpdateConsentRequest(
+            requests=[change("profiles/cat", sms, True, t)]))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -505,6 +505,28 @@ class GetTraitsResponse(_message.Message):
     traits: Traits
     def __init__(self, traits: _Optional[_Union[Traits, _Mapping]] = ...) -> None: ...
 
+class BatchGetTraitsRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TraitsResult(_message.Message):
+    __slots__ = ("name", "found", "traits")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    found: bool
+    traits: Traits
+    def __init__(self, name: _Optional[str] = ..., found: _Optional[bool] = ..., traits: _Optional[_Union[Traits, _Mapping]] = ...) -> None: ...
+
+class BatchGetTraitsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[TraitsResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[TraitsResult, _Mapping]]] = ...) -> None: ...
+
 class RecomputeTraitsRequest(_message.Message):
     __slots__ = ("as_of_time", "names")
     AS_OF_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -578,6 +600,20 @@ class UpdateConsentResponse(_message.Message):
     CONSENTS_FIELD_NUMBER: _ClassVar[int]
     consents: _containers.RepeatedCompositeFieldContainer[Consent]
     def __init__(self, consents: _Optional[_Iterable[_Union[Consent, _Mapping]]] = ...) -> None: ...
+
+class BatchUpdateConsentRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[UpdateConsentRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[UpdateConsentRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchUpdateConsentResponse(_message.Message):
+    __slots__ = ("updated_count", "results")
+    UPDATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    updated_count: int
+    results: _containers.RepeatedCompositeFieldContainer[_common_pb2.ItemResult]
+    def __init__(self, updated_count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[_common_pb2.ItemResult, _Mapping]]] = ...) -> None: ...
 
 class BatchGetContactabilityRequest(_message.Message):
     __slots__ = ("names", "user_ids", "channels", "at_time")

@@ -128,6 +128,11 @@ class ProfileServiceStub:
                 request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.GetTraitsRequest.SerializeToString,
                 response_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.GetTraitsResponse.FromString,
                 _registered_method=True)
+        self.BatchGetTraits = channel.unary_unary(
+                '/marketing.profile.v1.ProfileService/BatchGetTraits',
+                request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchGetTraitsRequest.SerializeToString,
+                response_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchGetTraitsResponse.FromString,
+                _registered_method=True)
         self.RecomputeTraits = channel.unary_unary(
                 '/marketing.profile.v1.ProfileService/RecomputeTraits',
                 request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.RecomputeTraitsRequest.SerializeToString,
@@ -147,6 +152,11 @@ class ProfileServiceStub:
                 '/marketing.profile.v1.ProfileService/UpdateConsent',
                 request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateConsentRequest.SerializeToString,
                 response_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateConsentResponse.FromString,
+                _registered_method=True)
+        self.BatchUpdateConsent = channel.unary_unary(
+                '/marketing.profile.v1.ProfileService/BatchUpdateConsent',
+                request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateConsentRequest.SerializeToString,
+                response_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateConsentResponse.FromString,
                 _registered_method=True)
         self.BatchGetContactability = channel.unary_unary(
                 '/marketing.profile.v1.ProfileService/BatchGetContactability',
@@ -304,6 +314,14 @@ class ProfileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetTraits(self, request, context):
+        """Returns the traits of up to PROFILE_MAX_BATCH_ITEMS users in request order, read by one
+        query. Unknown users come back with `found` false instead of failing the batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecomputeTraits(self, request, context):
         """Recomputes the traits of the named users, or of everyone (with new RFM quintile
         breakpoints) when no user is named.
@@ -330,6 +348,17 @@ class ProfileServiceServicer:
 
     def UpdateConsent(self, request, context):
         """Records consent changes; a change older than the stored one for a channel is ignored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpdateConsent(self, request, context):
+        """Records consent changes of up to PROFILE_MAX_BATCH_ITEMS users in one transaction. An
+        empty or oversize batch fails as a whole on `requests`; otherwise every item is reported
+        in `results`: a bad item (naming `requests[i].<field>`) or an unknown user (NOT_FOUND)
+        is refused alone and the others are stored together. As in UpdateConsent, a change older
+        than the stored one for a channel is ignored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -445,6 +474,11 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     request_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.GetTraitsRequest.FromString,
                     response_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.GetTraitsResponse.SerializeToString,
             ),
+            'BatchGetTraits': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetTraits,
+                    request_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchGetTraitsRequest.FromString,
+                    response_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchGetTraitsResponse.SerializeToString,
+            ),
             'RecomputeTraits': grpc.unary_unary_rpc_method_handler(
                     servicer.RecomputeTraits,
                     request_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.RecomputeTraitsRequest.FromString,
@@ -464,6 +498,11 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     servicer.UpdateConsent,
                     request_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateConsentRequest.FromString,
                     response_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateConsentResponse.SerializeToString,
+            ),
+            'BatchUpdateConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpdateConsent,
+                    request_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateConsentRequest.FromString,
+                    response_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateConsentResponse.SerializeToString,
             ),
             'BatchGetContactability': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetContactability,
@@ -977,6 +1016,33 @@ class ProfileService:
             _registered_method=True)
 
     @staticmethod
+    def BatchGetTraits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketing.profile.v1.ProfileService/BatchGetTraits',
+            marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchGetTraitsRequest.SerializeToString,
+            marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchGetTraitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RecomputeTraits(request,
             target,
             options=(),
@@ -1074,6 +1140,33 @@ class ProfileService:
             '/marketing.profile.v1.ProfileService/UpdateConsent',
             marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateConsentRequest.SerializeToString,
             marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateConsentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpdateConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketing.profile.v1.ProfileService/BatchUpdateConsent',
+            marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateConsentRequest.SerializeToString,
+            marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateConsentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import grpc
 from pyroaring import BitMap
 
 from services.delivery.sources import Contact
@@ -13,8 +14,6 @@ from services.delivery.templates import TRAIT_NAMES
 _CHANNEL_ENUM = {"push": 1, "sms": 2, "email": 3, "wechat": 4, "in_app": 5, "webhook": 6,
                  "coupon": 7}
 BATCH = 1000  # the profile service's PROFILE_MAX_BATCH_ITEMS default
-# Traits have no batch RPC: this many GetTraits calls are kept in flight at once.
-TRAIT_CONCURRENCY = 64
 SNAPSHOT_BATCH = 10_000  # the segment service's largest StreamSnapshotMembers batch
 
 
@@ -39,9 +38,8 @@ def _enum_label(enum_type, number: int, prefix: str) -> str | None:
 
 class GrpcProfileDirectory:
     """ProfileDirectory over the profile service: one batched RPC per 1,000 users
-    (BatchGetContactability, BatchGetProfiles); traits, which the profile API serves one user
-    at a time (GetTraits), are asked for only when a template uses them, with the calls
-    pipelined rather than made one after another."""
+    (BatchGetContactability, BatchGetProfiles, and BatchGetTraits, which is asked only when a
+    template uses traits)."""
 
     def __init__(self, channel, timeout_s: float = 10.0):
         from marketing.profile.v1 import profile_service_pb2 as pb
@@ -118,12 +116,13 @@ class GrpcProfileDirectory:
         pb = self.pb
         out: dict[str, dict] = {}
         ids = list(external_ids)
-        for start in range(0, len(ids), TRAIT_CONCURRENCY):
-            futures = [(e, self.stub.GetTraits.future(pb.GetTraitsRequest(name=f"profiles/{e}"),
-                                                      timeout=self.timeout_s))
-                       for e in ids[start:start + TRAIT_CONCURRENCY]]
-            for external_id, future in futures:
-                t = future.result().traits
+        for start in range(0, len(ids), BATCH):
+            request = pb.BatchGetTraitsRequest(
+                names=[f"profiles/{e}" for e in ids[start:start + BATCH]])
+            for result in self.stub.BatchGetTraits(request, timeout=self.timeout_s).results:
+                if not result.found:  # erased since the audience was taken
+                    continue
+                t = result.traits
                 values = {
                     "recency_days": t.recency_days if t.HasField("recency_days") else None,
                     "frequency": t.frequency, "monetary": t.monetary, "r_score": t.r_score,
@@ -132,7 +131,8 @@ class GrpcProfileDirectory:
                     "lifecycle_stage": _enum_label(pb.LifecycleStage, t.lifecycle_stage,
                                                    "LIFECYCLE_STAGE_"),
                 }
-                out[external_id] = {k: v for k, v in values.items() if k in names}
+                out[result.name.partition("/")[2]] = {k: v for k, v in values.items()
+                                                      if k in names}
         return out
 
     def template_attributes(self, user_ids: Sequence[int], names: Iterable[str]
@@ -161,10 +161,12 @@ class GrpcProfileDirectory:
 
 
 class GrpcConsentWriter:
-    """ConsentWriter over the profile service. The profile API records consent and device
-    flags per user (UpdateConsent; UpdateProfile with an update mask) and has no batch form,
-    so each change is one call; the calls are pipelined and all must succeed (a failure
-    raises, and the outcome intake keeps the changes for its retry pass)."""
+    """ConsentWriter over the profile service. Withdrawn consents go in one BatchUpdateConsent
+    call per 1,000 changes. Device flags (notifications off, app uninstalled) are profile
+    fields the API changes one user at a time (UpdateProfile with an update mask), so those
+    calls are pipelined. Everything must succeed (a failure raises, and the outcome intake
+    keeps the changes for its retry pass), except that a user the profile service no longer
+    knows (erased) is done with: there is nobody left to opt out."""
 
     def __init__(self, channel, timeout_s: float = 10.0, concurrency: int = 32):
         from marketing.profile.v1 import profile_service_pb2 as pb
@@ -175,30 +177,54 @@ class GrpcConsentWriter:
         self.timeout_s = timeout_s
         self.concurrency = concurrency
 
-    def _call(self, change):
-        from google.protobuf import field_mask_pb2, timestamp_pb2
+    @staticmethod
+    def _when(ts_ms: int):
+        from google.protobuf import timestamp_pb2
+
+        when = timestamp_pb2.Timestamp()
+        when.FromMilliseconds(ts_ms)
+        return when
+
+    def _unsubscribe(self, changes) -> None:
+        pb = self.pb
+        for start in range(0, len(changes), BATCH):
+            part = changes[start:start + BATCH]
+            request = pb.BatchUpdateConsentRequest(requests=[
+                pb.UpdateConsentRequest(name=f"profiles/{c.external_id}", consents=[pb.Consent(
+                    channel=_CHANNEL_ENUM.get(c.channel, 0), subscribed=False,
+                    source=c.source[:128], update_time=self._when(c.ts_ms))])
+                for c in part])
+            response = self.stub.BatchUpdateConsent(request, timeout=self.timeout_s)
+            refused = [r for r in response.results
+                       if r.status.code not in (grpc.StatusCode.OK.value[0],
+                                                grpc.StatusCode.NOT_FOUND.value[0])]
+            if refused:
+                raise RuntimeError(
+                    f"profile service refused {len(refused)} consent change(s), the first "
+                    f"for {refused[0].name}: {refused[0].status.message}")
+
+    def _flag(self, change):
+        from google.protobuf import field_mask_pb2
 
         pb = self.pb
-        name = f"profiles/{change.external_id}"
-        when = timestamp_pb2.Timestamp()
-        when.FromMilliseconds(change.ts_ms)
-        if change.kind == "unsubscribed":
-            request = pb.UpdateConsentRequest(name=name, consents=[pb.Consent(
-                channel=_CHANNEL_ENUM.get(change.channel, 0), subscribed=False,
-                source=change.source[:128], update_time=when)])
-            return self.stub.UpdateConsent.future(request, timeout=self.timeout_s)
         flag = ("notifications_disabled" if change.kind == "notification_disabled"
                 else "app_uninstalled")
-        profile = pb.Profile(name=name, **{flag: True})
+        profile = pb.Profile(name=f"profiles/{change.external_id}", **{flag: True})
         request = pb.UpdateProfileRequest(profile=profile,
                                           update_mask=field_mask_pb2.FieldMask(paths=[flag]))
         return self.stub.UpdateProfile.future(request, timeout=self.timeout_s)
 
     def apply(self, changes) -> None:
         todo = [c for c in changes if c.external_id]
-        for start in range(0, len(todo), self.concurrency):
-            for future in [self._call(c) for c in todo[start:start + self.concurrency]]:
-                future.result()
+        self._unsubscribe([c for c in todo if c.kind == "unsubscribed"])
+        flags = [c for c in todo if c.kind != "unsubscribed"]
+        for start in range(0, len(flags), self.concurrency):
+            for future in [self._flag(c) for c in flags[start:start + self.concurrency]]:
+                try:
+                    future.result()
+                except grpc.RpcError as error:
+                    if error.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
 
 
 class GrpcSegmentSource:

@@ -79,6 +79,49 @@ def test_consent_writer_updates_the_profile_service(suite):
     assert contacts[4].app_uninstalled
 
 
+def _handled(method: str) -> float:
+    """RPCs of the profile service's ``method`` the in-process servers completed so far."""
+    from services.common.observability import RPC_HANDLED
+
+    return sum(m.value for metric in RPC_HANDLED.collect() for m in metric.samples
+               if m.name.endswith("_total")
+               and m.labels["grpc_service"] == "marketing.profile.v1.ProfileService"
+               and m.labels["grpc_method"] == method)
+
+
+def test_template_traits_come_in_one_batch_call(suite):
+    address = suite["profile"]["address"]
+    directory = GrpcProfileDirectory(channel(address, "service"))
+    ingest(address, [("t1", "u1", "purchase", 10.0), ("t2", "u4", "purchase", 4.0),
+                     ("t3", "u4", "purchase", 6.0)])
+    admin = ppb_grpc.ProfileServiceStub(channel(address, "admin"))
+    admin.EraseUser(ppb.EraseUserRequest(name="profiles/u3", reason="test"))
+    batches, singles = _handled("BatchGetTraits"), _handled("GetTraits")
+    attrs = directory.template_attributes([1, 2, 3, 4, 5, 6], {"first_name", "frequency",
+                                                               "monetary"})
+    assert _handled("BatchGetTraits") == batches + 1 and _handled("GetTraits") == singles
+    assert set(attrs) == {1, 2, 4, 5, 6}  # the erased user is gone, the batch did not fail
+    assert attrs[4] == {"first_name": "Name4", "frequency": 2, "monetary": pytest.approx(10.0)}
+    assert attrs[1]["frequency"] == 1 and attrs[6]["frequency"] == 0
+    # A user erased after the audience was resolved is skipped by the traits batch itself.
+    assert set(directory._traits(["u1", "u3", "u4"], {"frequency"})) == {"u1", "u4"}
+
+
+def test_opt_outs_go_in_one_batch_call_and_an_erased_user_is_done_with(suite):
+    address = suite["profile"]["address"]
+    directory = GrpcProfileDirectory(channel(address, "service"))
+    writer = GrpcConsentWriter(channel(address, "service"))
+    admin = ppb_grpc.ProfileServiceStub(channel(address, "admin"))
+    admin.EraseUser(ppb.EraseUserRequest(name="profiles/u5", reason="test"))
+    now = int(time.time() * 1000)
+    batches, singles = _handled("BatchUpdateConsent"), _handled("UpdateConsent")
+    writer.apply([ConsentChange(u, f"u{u}", "sms", "unsubscribed", now, "stop-keyword")
+                  for u in (1, 2, 5, 6)])
+    assert _handled("BatchUpdateConsent") == batches + 1 and _handled("UpdateConsent") == singles
+    contacts = directory.contactability([1, 2, 3, 6], "sms")
+    assert [contacts[u].consent for u in (1, 2, 3, 6)] == [False, False, None, False]
+
+
 def test_a_segment_touch_sends_through_the_grpc_sources(suite, tmp_path, embedded_redis_url):
     segment = create_segment(suite["segment"]["address"], 'city = "Paris"')
     store = Store(open_engine(f"sqlite:///{tmp_path / 'delivery-core.db'}"))

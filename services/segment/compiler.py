@@ -13,6 +13,7 @@ from sqlalchemy import (
     distinct,
     exists,
     func,
+    intersect,
     literal,
     not_,
     or_,
@@ -248,7 +249,12 @@ class Compiler:
         order = sorted(range(len(positives)), key=lambda i: (positives[i].rank, i))
         driver = positives[order[0]]
         others = [positives[i] for i in order[1:]]
-        source = driver.query if driver.unique else driver.query.distinct()
+        if self.dialect == "duckdb" and others:
+            # DuckDB runs INTERSECT as hash semi-joins between the sets and picks the build
+            # sides itself, which beats any fixed driver when the sets' sizes are unknown.
+            source, others = intersect(*(p.query for p in positives)), []
+        else:
+            source = driver.query if driver.unique else driver.query.distinct()
         ids = source.subquery()
         where = [self._includes(ids.c.user_id, p) for p in others]
         where += [self._excludes(ids.c.user_id, p) for p in negatives]

@@ -463,7 +463,9 @@ class DeliveryServicer(pb_grpc.DeliveryServiceServicer):
         plan_id = plan_id_from(request.plan, "plan")
         self.core.get_plan(plan_id)
         out = pb.GetPlanStatsResponse(
-            totals=[effect_to_proto(r) for r in self.stats.totals(plan_id)])
+            totals=[effect_to_proto(r) for r in self.stats.totals(plan_id)],
+            control_groups=[pb.ControlGroupStats(**g)
+                            for g in self.stats.control_groups(plan_id)])
         if request.include_hourly_series:
             for p in self.stats.series(plan_id):
                 out.hourly.add(

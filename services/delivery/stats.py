@@ -11,10 +11,10 @@ import dataclasses
 from typing import Any
 
 from prometheus_client import Gauge
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, func, literal, select, union_all
 from sqlalchemy.engine import Engine
 
-from services.delivery.experiments import Experiments
+from services.delivery.experiments import ARM_CONTROL, Experiments
 from services.delivery.tables import sends
 from services.delivery.tables_effects import assignments, outcomes
 
@@ -132,6 +132,34 @@ class EffectStats:
             if lift is not None and lift.control:
                 r.uplift, r.uplift_low, r.uplift_high = lift.uplift, lift.low, lift.high
         return [total, *sorted(rows.values(), key=lambda r: (r.touch_id, r.variant, r.channel))]
+
+    def control_groups(self, plan_id: int) -> list[dict[str, Any]]:
+        """Held-back users and their conversions, for the plan (``touch_id`` "") and per touch.
+
+        Two GROUP BY statements, each stacking the per-touch counts on the plan's total; a
+        user held back from two touches counts once in the plan's figure, as in the uplift.
+        """
+        a, o = assignments, outcomes
+
+        def per_touch_and_plan(table, user_id, where):
+            by_touch = (select(table.c.touch_id, func.count(func.distinct(user_id)))
+                        .where(*where).group_by(table.c.touch_id))
+            plan = select(literal("", String), func.count(func.distinct(user_id))).where(*where)
+            return union_all(plan, by_touch)
+
+        held_q = per_touch_and_plan(a, a.c.user_id, [a.c.plan_id == plan_id,
+                                                      a.c.arm == ARM_CONTROL])
+        converted_q = per_touch_and_plan(o, o.c.user_id, [o.c.plan_id == plan_id,
+                                                          o.c.arm == ARM_CONTROL,
+                                                          o.c.kind == "converted"])
+        with self.engine.connect() as conn:
+            held = {t: int(n) for t, n in conn.execute(held_q)}
+            converted = {t: int(n) for t, n in conn.execute(converted_q)}
+        if not held.get(""):
+            return []
+        return [{"touch_id": t, "held_back": n, "converted": converted.get(t, 0),
+                 "conversion_rate": converted.get(t, 0) / n if n else 0.0}
+                for t, n in sorted(held.items()) if n]
 
     def series(self, plan_id: int, bucket_ms: int = HOUR_MS) -> list[dict[str, Any]]:
         """Sends and outcomes per time bucket (hourly by default), per touch and variant."""

@@ -140,7 +140,9 @@ def test_copy_race_with_control_group_end_to_end(suite):
         stats = op.GetPlanStats(pb.GetPlanStatsRequest(plan=plan.name,
                                                        include_hourly_series=True))
         total = stats.totals[0]
-        if total.converted == len(converted_contacted) or time.monotonic() > deadline:
+        held = [g.converted for g in stats.control_groups[:1]]
+        if (total.converted == len(converted_contacted) and held == [len(converted_control)]
+                or time.monotonic() > deadline):
             break
         time.sleep(0.2)
     assert total.touch_id == "" and total.funnel.audience == USERS
@@ -152,6 +154,13 @@ def test_copy_race_with_control_group_end_to_end(suite):
     lift = len(converted_contacted) / len(contacted) - len(converted_control) / len(control)
     assert total.uplift == pytest.approx(lift)
     assert total.uplift_ci_low < total.uplift < total.uplift_ci_high
+    # The control group's own figures, on the wire: for the plan and for its one touch.
+    assert [g.touch_id for g in stats.control_groups] == ["", "t1"]
+    for group in stats.control_groups:
+        assert (group.held_back, group.converted) == (len(control), len(converted_control))
+        assert group.conversion_rate == pytest.approx(len(converted_control) / len(control))
+    assert total.uplift == pytest.approx(total.conversion_rate
+                                         - stats.control_groups[0].conversion_rate)
     assert total.uplift_ci_low > 0  # 30% against 5%: the interval excludes no effect
     v3 = next(r for r in stats.totals if r.variant_id == "v3")
     assert v3.uplift_ci_low < v3.uplift < v3.uplift_ci_high

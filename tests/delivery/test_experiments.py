@@ -157,11 +157,24 @@ def test_uplift_interval_covers_the_simulated_truth():
     assert 0.92 <= covered / runs <= 0.98  # a 95% interval: about 95% of runs cover the truth
 
 
-def test_uplift_newcombe_known_value():
-    # Newcombe (1998), example (a): 56/70 vs 48/80 -> 0.2, interval 0.0524 to 0.3339.
-    u = uplift(56, 70, 48, 80)
-    assert u.uplift == pytest.approx(0.2)
-    assert u.low == pytest.approx(0.0524, abs=5e-4) and u.high == pytest.approx(0.3339, abs=5e-4)
+@pytest.mark.parametrize("counts,difference,low,high", [
+    # Newcombe (1998), Statistics in Medicine 17:873-890, table II, method 10 (hybrid score),
+    # examples (a) to (h), including the boundary cases with zero or all successes.
+    ((56, 70, 48, 80), 0.2000, 0.0524, 0.3339),
+    ((9, 10, 3, 10), 0.6000, 0.1705, 0.8090),
+    ((6, 7, 2, 7), 0.5714, 0.0582, 0.8062),
+    ((5, 56, 0, 29), 0.0893, -0.0381, 0.1926),
+    ((0, 10, 0, 20), 0.0, -0.1611, 0.2775),
+    ((0, 10, 0, 10), 0.0, -0.2775, 0.2775),
+    ((10, 10, 0, 20), 1.0, 0.6791, 1.0),
+    ((10, 10, 0, 10), 1.0, 0.6075, 1.0),
+])
+def test_uplift_newcombe_known_values(counts, difference, low, high):
+    u = uplift(*counts)
+    assert u.uplift == pytest.approx(difference, abs=5e-5)
+    assert u.low == pytest.approx(low, abs=5e-5) and u.high == pytest.approx(high, abs=5e-5)
+    # The interval always holds its point estimate (it may touch it at the 0/1 boundary).
+    assert u.low <= u.uplift <= u.high
 
 
 @pytest.mark.parametrize("spec,field", [

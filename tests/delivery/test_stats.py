@@ -73,6 +73,11 @@ def test_funnel_uplift_series_and_metrics(sqlite_url, redis_url, profile_url, st
     # The simulated uplift is 0.30 - 0.10; the reported 95% interval holds it.
     assert total.uplift_low <= 0.20 <= total.uplift_high
     assert abs(total.uplift - 0.20) < 0.07
+    converted_control = len([u for u in converting if u in set(control)])
+    groups = stats.control_groups(plan.id)
+    assert [(g["touch_id"], g["held_back"], g["converted"]) for g in groups] == [
+        ("", len(control), converted_control), ("remind", len(control), converted_control)]
+    assert groups[0]["conversion_rate"] == converted_control / len(control)
 
     series = stats.series(plan.id)
     hours = sorted({p["start_ms"] for p in series})

@@ -770,12 +770,26 @@ class GetPlanStatsRequest(_message.Message):
     def __init__(self, plan: _Optional[str] = ..., include_hourly_series: _Optional[bool] = ...) -> None: ...
 
 class GetPlanStatsResponse(_message.Message):
-    __slots__ = ("totals", "hourly")
+    __slots__ = ("totals", "hourly", "control_groups")
     TOTALS_FIELD_NUMBER: _ClassVar[int]
     HOURLY_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_GROUPS_FIELD_NUMBER: _ClassVar[int]
     totals: _containers.RepeatedCompositeFieldContainer[EffectStats]
     hourly: _containers.RepeatedCompositeFieldContainer[EffectStats]
-    def __init__(self, totals: _Optional[_Iterable[_Union[EffectStats, _Mapping]]] = ..., hourly: _Optional[_Iterable[_Union[EffectStats, _Mapping]]] = ...) -> None: ...
+    control_groups: _containers.RepeatedCompositeFieldContainer[ControlGroupStats]
+    def __init__(self, totals: _Optional[_Iterable[_Union[EffectStats, _Mapping]]] = ..., hourly: _Optional[_Iterable[_Union[EffectStats, _Mapping]]] = ..., control_groups: _Optional[_Iterable[_Union[ControlGroupStats, _Mapping]]] = ...) -> None: ...
+
+class ControlGroupStats(_message.Message):
+    __slots__ = ("touch_id", "held_back", "converted", "conversion_rate")
+    TOUCH_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_BACK_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_FIELD_NUMBER: _ClassVar[int]
+    touch_id: str
+    held_back: int
+    converted: int
+    conversion_rate: float
+    def __init__(self, touch_id: _Optional[str] = ..., held_back: _Optional[int] = ..., converted: _Optional[int] = ..., conversion_rate: _Optional[float] = ...) -> None: ...
 
 class GetExperimentRequest(_message.Message):
     __slots__ = ("plan", "touch_id")

@@ -520,9 +520,11 @@ class Demo:
         deadline = time.monotonic() + 60
         converted = control = 0
         while time.monotonic() < deadline:
-            totals = self._plan_totals(plan, pb)
+            stats = self.call("delivery", "GetPlanStats", pb.GetPlanStatsRequest(plan=plan))
+            totals = self._plan_totals(stats)
             converted = totals.converted if totals is not None else 0
-            control = self._control_converted(totals)
+            # The plan-wide control entry comes first (touch_id "").
+            control = next((c.converted for c in stats.control_groups if not c.touch_id), 0)
             if converted + control >= len(converting) or not converting:
                 break
             time.sleep(1)
@@ -582,21 +584,12 @@ class Demo:
             self.say(f"   GetExperiment: {describe_error(exc)}")
             return None
 
-    def _plan_totals(self, plan: str, pb):
-        stats = self.call("delivery", "GetPlanStats", pb.GetPlanStatsRequest(plan=plan))
+    @staticmethod
+    def _plan_totals(stats):
         for row in stats.totals:
             if not row.touch_id and not row.variant_id:
                 return row
         return stats.totals[0] if stats.totals else None
-
-    @staticmethod
-    def _control_converted(totals) -> int:
-        """Control-group conversions, from the plan total: the control rate is the contacted
-        rate minus the uplift, times the users held back."""
-        if totals is None:
-            return 0
-        held_back = sum(r.count for r in totals.funnel.removed if r.reason == "control_group")
-        return round((totals.conversion_rate - totals.uplift) * held_back)
 
     # -- 10. report ------------------------------------------------------------------------
 

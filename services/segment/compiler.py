@@ -149,7 +149,8 @@ class Members:
     ``index_only`` says an index answers the correlated form without reading table rows
     (event tests on type and time only: ``(user_id, event_type, ts_ms)``). ``rank`` orders
     candidate drivers of an AND: lower ranks are expected to be smaller and cheaper to
-    enumerate.
+    enumerate. ``wide`` marks event tests over a long or unbounded window, whose id lists
+    are long.
     """
 
     query: Select
@@ -158,6 +159,7 @@ class Members:
     correlate: Callable[[ColumnElement], ColumnElement] | None = None
     rank: int = 5
     index_only: bool = False
+    wide: bool = False
 
     def negated(self) -> Members:
         return dataclasses.replace(self, positive=not self.positive)
@@ -167,6 +169,18 @@ class Members:
 # (one index range), then grouped aggregates, which must read and group every event in
 # their window before a single id comes out.
 RANK_KEYED, RANK_EVENTS, RANK_GROUPED, RANK_COMPOSITE = 1, 2, 3, 4
+
+# Event windows longer than this (or none) are "wide": their events are many.
+WIDE_WINDOW_MS = 30 * DAY_MS
+
+
+def window_ms(window: Window) -> int | None:
+    """The length of a window; None when it is unbounded (all events up to now)."""
+    if isinstance(window, Duration):
+        return window.ms
+    if isinstance(window, AbsoluteWindow):
+        return window.end_ms - window.start_ms
+    return None
 
 
 class Compiler:
@@ -275,8 +289,12 @@ class Compiler:
         # PostgreSQL runs NOT IN (subquery) as a hashed subplan only while the ids fit in
         # work_mem and as a nested loop beyond, so it gets NOT EXISTS (a hash anti-join).
         # SQLite and DuckDB build the excluded ids once (a temporary index, a hash table),
-        # cheaper than probing per outer row when the outer rows are many.
-        if self.dialect == "postgresql":
+        # cheaper than probing per outer row, except on SQLite when the excluded events
+        # span a long window (many ids to index) and the index alone answers each probe.
+        if self.dialect == "postgresql" or (
+            self.dialect == "sqlite" and members.index_only and members.wide
+            and members.correlate is not None
+        ):
             return not_(self._correlated(column, members))
         return column.not_in(members.query)
 
@@ -288,7 +306,8 @@ class Compiler:
                       .correlate_except(found))
 
     def _leaf(self, user_id, where: list, *, unique: bool, rank: int,
-              positive: bool = True, select_from=None, index_only: bool = False) -> Members:
+              positive: bool = True, select_from=None, index_only: bool = False,
+              wide: bool = False) -> Members:
         """A filtered table as a set of ids, with its correlated (EXISTS) spelling."""
         source = user_id.table if select_from is None else select_from
         where = [*where, *self._users(user_id)]
@@ -301,7 +320,7 @@ class Compiler:
                           .correlate_except(source))
 
         return Members(query, positive=positive, unique=unique, correlate=correlate, rank=rank,
-                       index_only=index_only)
+                       index_only=index_only, wide=wide)
 
     # Helpers.
     def _users(self, column) -> list:
@@ -384,6 +403,7 @@ class Compiler:
         where = [*self.event_filters(ev, node.event), *self.window(ev.c.ts_ms, node.window)]
         values = [float(v) for v in node.values]
         index_only = not node.event.filters
+        wide = window_ms(node.window) is None or window_ms(node.window) > WIDE_WINDOW_MS
         if node.aggregate is Aggregate.COUNT:
             # Existence tests need no grouping: "count >= 1" is "has such an event" and
             # "count == 0" is "has no such event".
@@ -392,10 +412,10 @@ class Compiler:
                 node.op is Op.NE and values[0] == 0
             ):
                 return self._leaf(ev.c.user_id, where, unique=False, rank=RANK_EVENTS,
-                                  index_only=index_only)
+                                  index_only=index_only, wide=wide)
             if node.op in (Op.EQ, Op.LT, Op.LE) and zero and not one:
                 return self._leaf(ev.c.user_id, where, unique=False, rank=RANK_EVENTS,
-                                  positive=False, index_only=index_only)
+                                  positive=False, index_only=index_only, wide=wide)
             aggregate = func.count()
         elif node.aggregate is Aggregate.ACTIVE_DAYS:
             aggregate = func.count(distinct(ev.c.ts_ms - ev.c.ts_ms % DAY_MS))

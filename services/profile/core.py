@@ -343,6 +343,11 @@ class StreamIngestion:
             futures.pop(0).result()
 
 
+# How long profile reads trust a cached attribute catalogue (another replica's new attribute
+# is picked up at once anyway: a stored name the cache lacks forces a reload).
+CATALOG_CACHE_TTL_S = 5.0
+
+
 class ProfileCore:
     """Every rule of the profile service, over a SQLAlchemy engine and a Redis client."""
 
@@ -357,6 +362,12 @@ class ProfileCore:
         self.redis = redis_client
         self.config = config or ProfileConfig()
         self.clock = clock
+        # The attribute catalogue as profile reads see it: (loaded at, name -> row). Names
+        # and types never change once created, so reads reuse it and reload only when it is
+        # older than CATALOG_CACHE_TTL_S or a stored value names an attribute it lacks; this
+        # process's own catalogue writes drop it. Writes always validate against the table.
+        self._catalog_cache: tuple[float, dict[str, dict]] | None = None
+        self._catalog_lock = threading.Lock()
         # Users whose events are committed but whose traits are not refreshed yet.
         self._stale_users: set[int] = set()
         self._stale_lock = threading.Lock()
@@ -433,6 +444,7 @@ class ProfileCore:
             ).first():
                 raise AlreadyExists("attribute", f"attributes/{name}")
             conn.execute(attribute_catalog.insert().values(row))
+        self._catalog_cache = None
         return row
 
     def get_attribute(self, name: str) -> dict:
@@ -475,6 +487,7 @@ class ProfileCore:
                 delete(attribute_catalog).where(attribute_catalog.c.name == name)
             ).rowcount == 0:
                 raise NotFound("attribute", f"attributes/{name}")
+        self._catalog_cache = None
         return removed
 
     def _check_attributes(
@@ -610,10 +623,21 @@ class ProfileCore:
         with self.engine.connect() as conn:
             return self._load_profiles(conn, list(user_ids))
 
+    def _read_catalog(self, conn, names: set[str]) -> dict[str, dict]:
+        """The catalogue for reading stored values of ``names`` (see ``_catalog_cache``)."""
+        cached = self._catalog_cache
+        if (cached is not None and time.monotonic() - cached[0] < CATALOG_CACHE_TTL_S
+                and names <= cached[1].keys()):
+            return cached[1]
+        with self._catalog_lock:
+            catalog = store.catalog(conn)
+            self._catalog_cache = (time.monotonic(), catalog)
+        return catalog
+
     def _load_profiles(self, conn, user_ids: list[int]) -> dict[int, Profile]:
-        """Three set reads (profiles, attributes, live tags) for any number of users."""
+        """Three set reads (profiles, attributes, live tags) for any number of users, and the
+        attribute catalogue when the cached one is stale or lacks a stored name."""
         now = self.now_ms()
-        catalog = store.catalog(conn)
         by_id: dict[int, Profile] = {}
         for row in store.profile_rows(conn, user_ids):
             by_id[row["id"]] = Profile(
@@ -627,7 +651,9 @@ class ProfileCore:
                 notifications_disabled=bool(row["notifications_disabled"]),
                 app_uninstalled=bool(row["app_uninstalled"]),
             )
-        for row in store.attribute_rows(conn, user_ids):
+        attribute_rows = list(store.attribute_rows(conn, user_ids))
+        catalog = self._read_catalog(conn, {row["name"] for row in attribute_rows})
+        for row in attribute_rows:
             declared = catalog.get(row["name"])
             if declared is None or row["user_id"] not in by_id:
                 continue

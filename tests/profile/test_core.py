@@ -373,3 +373,16 @@ def test_resent_stream_redoes_a_lost_background_refresh(make_core, clock):
     restarted.close()  # waits for the refresher's round
     got = restarted.get_traits("phoenix")["traits"]
     assert got["frequency"] == 3 and got["monetary"] == 6.0
+
+
+def test_reads_see_an_attribute_another_replica_just_declared(make_core):
+    reader, writer = make_core(), make_core()  # two replicas over one database
+    reader.create_attribute("age", "number", "", False)
+    reader.create_profile(Profile("u1", attributes={"age": ("number", 30.0)}))
+    assert reader.get_profile("u1").attributes == {"age": ("number", 30.0)}  # catalogue cached
+    writer.create_attribute("tier", "string", "", False)
+    writer.update_profile(Profile("u1", attributes={"tier": ("string", "gold")}),
+                          ["attributes.tier"])
+    # The reader's cached catalogue lacks "tier": the stored value makes it reload at once.
+    assert reader.get_profile("u1").attributes == {"age": ("number", 30.0),
+                                                   "tier": ("string", "gold")}

@@ -14,6 +14,9 @@ ENV_VARS: dict[str, str] = {
     "batch (500)",
     "SEGMENT_MEMBERSHIP_MAXLEN": "approximate length cap of the segment:membership stream "
     "(1000000)",
+    "SEGMENT_SNAPSHOT_CACHE_TTL_SECONDS": "how long a decoded snapshot is served from memory "
+    "before its stored metadata is checked again, so a deletion through another replica is "
+    "seen within this time (2)",
     "SEGMENT_SCHEDULER_INTERVAL_SECONDS": "how often scheduled snapshot refreshes are looked "
     "for (30)",
 }

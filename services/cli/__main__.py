@@ -96,8 +96,7 @@ def run_rpc(args) -> int:
     call = getattr(stub, rpc.name)
     try:
         if rpc.server_streaming:
-            items = list(call(request))
-            return _print_stream(args, items, rpc)
+            return _print_stream(args, _collect_stream(call(request), rpc), rpc)
         if rpc.paginated and getattr(args, "all", False):
             response = commands.merged_pages(list(pages(call, request)))
         else:
@@ -116,6 +115,30 @@ def _print(args, message) -> None:
         print(render.to_json(message))
     else:
         print(render.render_table(message))
+
+
+def _items_in(message) -> int:
+    """How many items a streamed message carries: the length of its longest repeated field,
+    or one for a message without repeated fields."""
+    sizes = [len(getattr(message, f.name)) for f in message.DESCRIPTOR.fields if f.is_repeated]
+    return max(sizes) if sizes else 1
+
+
+def _collect_stream(responses, rpc: Rpc) -> list:
+    """Reads a server stream (a snapshot export, a batch scoring) with a progress bar of the
+    items received on stderr; MKT_NO_PROGRESS=1 hides it."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=rpc.name, unit="item", file=sys.stderr, leave=True,
+               disable=os.environ.get("MKT_NO_PROGRESS") == "1")
+    messages = []
+    try:
+        for message in responses:
+            messages.append(message)
+            bar.update(_items_in(message))
+    finally:
+        bar.close()
+    return messages
 
 
 def _print_stream(args, items: list, rpc: Rpc) -> int:

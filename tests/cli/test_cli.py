@@ -160,3 +160,24 @@ def test_segment_commands_show_rule_text_and_locate_rule_errors(capsys, tmp_path
         code, out, _ = run(capsys, "rules", "validate", "--rule-text", "agee > 3", "-o", "json")
         violations = json.loads(out)["violations"]
         assert violations[0]["line"] == 1 and violations[0]["column"] == 1
+        # A snapshot export streams its members with a progress bar of the items received.
+        code, out, _ = run(capsys, "segments", "list", "-o", "json")
+        segment = json.loads(out)["segments"][0]["name"]
+        code, out, err = run(capsys, "snapshots", "create", segment, "-o", "json")
+        assert code == 0, err
+        snapshot = json.loads(out)["snapshot"]["name"]
+        monkeypatch.delenv("MKT_NO_PROGRESS", raising=False)
+        code, out, err = run(capsys, "snapshots", "members", snapshot, "-o", "json")
+        assert code == 0, err
+        members = [m for page in json.loads(out) for m in page.get("members", [])]
+        assert f"StreamSnapshotMembers: {len(members)}item " in err.splitlines()[-1], err
+
+
+def test_stream_progress_counts_the_items_each_message_carries():
+    from marketing.segment.v1 import segment_service_pb2 as spb
+    from services.cli.__main__ import _items_in
+
+    assert _items_in(spb.StreamSnapshotMembersResponse(members=[
+        spb.Member(user_id=i) for i in range(3)])) == 3
+    assert _items_in(spb.StreamSnapshotMembersResponse()) == 0
+    assert _items_in(spb.CheckMembershipResponse()) == 1  # no repeated field: one item

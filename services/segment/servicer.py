@@ -349,6 +349,13 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
         core.snapshot_listeners.append(
             lambda seg, members, as_of: realtime.reconcile(seg.id, members, as_of)
             if seg.realtime else None)
+    erasures = None
+    if env_bool("SEGMENT_ERASURES_ENABLED", True):
+        from services.common.redis_client import connect_redis
+        from services.segment.erasure import ErasureConsumer
+
+        erasures = ErasureConsumer(core, redis_client or connect_redis(settings),
+                                   consumer=env_str("SEGMENT_CONSUMER_NAME", socket.gethostname()))
     interval = env_float("SEGMENT_SCHEDULER_INTERVAL_SECONDS", 30.0)
     servicer = SegmentServicer(core, realtime)
 
@@ -360,6 +367,10 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
             realtime.ensure_group()
             workers.append(threading.Thread(target=realtime.run, args=(stop,),
                                             name="segment-realtime", daemon=True))
+        if erasures is not None:
+            erasures.ensure_group()
+            workers.append(threading.Thread(target=erasures.run, args=(stop,),
+                                            name="segment-erasures", daemon=True))
         for worker in workers:
             worker.start()
         threads[:] = workers

@@ -9,6 +9,8 @@ ENV_VARS: dict[str, str] = {
     "cached for validation (30)",
     "SEGMENT_REALTIME_ENABLED": "consume profile:events (group segment) to keep real-time "
     "segments' membership current and publish segment:membership (1)",
+    "SEGMENT_ERASURES_ENABLED": "consume profile:erasures (group segment-erasures) to remove "
+    "erased users from real-time segments' live membership (1)",
     "SEGMENT_CONSUMER_NAME": "this replica's name in the consumer group segment (host name)",
     "SEGMENT_REALTIME_BATCH": "events re-checked together, one SQL per real-time segment per "
     "batch (500)",

@@ -126,11 +126,11 @@ def _items_in(message) -> int:
 
 def _collect_stream(responses, rpc: Rpc) -> list:
     """Reads a server stream (a snapshot export, a batch scoring) with a progress bar of the
-    items received on stderr; MKT_NO_PROGRESS=1 hides it."""
+    items received, on stderr when it is a terminal; MKT_NO_PROGRESS=1 hides it."""
     from tqdm import tqdm
 
     bar = tqdm(desc=rpc.name, unit="item", file=sys.stderr, leave=True,
-               disable=os.environ.get("MKT_NO_PROGRESS") == "1")
+               disable=not sys.stderr.isatty() or os.environ.get("MKT_NO_PROGRESS") == "1")
     messages = []
     try:
         for message in responses:

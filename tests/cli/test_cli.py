@@ -167,6 +167,7 @@ def test_segment_commands_show_rule_text_and_locate_rule_errors(capsys, tmp_path
         assert code == 0, err
         snapshot = json.loads(out)["snapshot"]["name"]
         monkeypatch.delenv("MKT_NO_PROGRESS", raising=False)
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
         code, out, err = run(capsys, "snapshots", "members", snapshot, "-o", "json")
         assert code == 0, err
         members = [m for page in json.loads(out) for m in page.get("members", [])]

@@ -147,6 +147,13 @@ class EffectWorkers:
             engine = TriggerEngine(self.core.store.engine, self.redis, self.sender,
                                    clock=self.core.clock, consumer=self.consumer)
             self._spawn("delivery-triggers", lambda: engine.run(self._stop))
+        if env_bool("DELIVERY_ERASURES_ENABLED", True):
+            from services.delivery.erasure import ErasureConsumer
+
+            erasures = ErasureConsumer(self.core.store.engine, self.redis,
+                                       consumer=self.consumer, clock=self.core.clock)
+            erasures.ensure_group()
+            self._spawn("delivery-erasures", lambda: erasures.run(self._stop))
         if env_bool("DELIVERY_ATTRIBUTION_ENABLED", True):
             self._ensure_group()
             self._spawn("delivery-attribution", self._attribution_loop)

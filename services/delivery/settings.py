@@ -22,6 +22,8 @@ ENV_VARS: dict[str, str] = {
     "send; others need only the absence of an opt-out (email,sms)",
     "DELIVERY_TRIGGERS_ENABLED": "consume profile:events and segment:membership (group "
     "delivery-triggers) for event-triggered touches and fire their timers (1)",
+    "DELIVERY_ERASURES_ENABLED": "consume profile:erasures (group delivery-erasures) and "
+    "delete erased users' messages, dead-letter reasons, follow-ups and timers (1)",
     "DELIVERY_ATTRIBUTION_ENABLED": "consume profile:events (group delivery-attribution) and "
     "credit plans' goal events to their sends, last touch (1)",
     "DELIVERY_EFFECTS_INTERVAL_SECONDS": "how often follow-ups advance, open races are "

@@ -12,6 +12,7 @@ import threading
 
 from services.common.config import Settings, env_bool, env_float, env_int, env_str
 from services.common.db import make_engine
+from services.common.streams import GroupReader
 from services.common.errors import Unavailable
 from services.common.redis_client import connect_redis
 from services.delivery import caps as caps_mod
@@ -134,6 +135,12 @@ class EffectWorkers:
         self.attribution = Attribution(core.store.engine, clock=core.clock)
         self.interval_s = env_float("DELIVERY_EFFECTS_INTERVAL_SECONDS", 5.0)
         self.consumer = f"{core.worker_id}"
+        from services.delivery.triggers import EVENTS_STREAM
+
+        # Its own group on profile:events, from "0"; a dead replica's unacknowledged batch is
+        # taken over, so no goal event goes uncredited.
+        self.attribution_reader = GroupReader(self.redis, EVENTS_STREAM, self.ATTRIBUTION_GROUP,
+                                              self.consumer, count=1000)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.webhook = None
@@ -155,7 +162,7 @@ class EffectWorkers:
             erasures.ensure_group()
             self._spawn("delivery-erasures", lambda: erasures.run(self._stop))
         if env_bool("DELIVERY_ATTRIBUTION_ENABLED", True):
-            self._ensure_group()
+            self.attribution_reader.ensure_group()
             self._spawn("delivery-attribution", self._attribution_loop)
         if self.interval_s > 0:
             self._spawn("delivery-effects", self._effects_loop)
@@ -185,27 +192,12 @@ class EffectWorkers:
         thread.start()
         self._threads.append(thread)
 
-    def _ensure_group(self) -> None:
-        import redis
-
-        from services.delivery.triggers import EVENTS_STREAM
-
-        try:
-            self.redis.xgroup_create(EVENTS_STREAM, self.ATTRIBUTION_GROUP, id="0",
-                                     mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
     def attribute_once(self, block_ms: int = 1000) -> int:
         """Reads one batch of ``profile:events`` (its own consumer group, at least once),
         credits goal events to sends, then acknowledges; returns the new conversions."""
         from services.delivery.outcomes import GoalEvent
-        from services.delivery.triggers import EVENTS_STREAM, _decode, _s
 
-        reply = self.redis.xreadgroup(self.ATTRIBUTION_GROUP, self.consumer,
-                                      {EVENTS_STREAM: ">"}, count=1000, block=block_ms or None)
-        entries = [(_s(i), _decode(f)) for _, items in reply or [] for i, f in items]
+        entries = self.attribution_reader.read(block_ms)
         if not entries:
             return 0
         events = []
@@ -217,7 +209,7 @@ class EffectWorkers:
             except (KeyError, ValueError):
                 log.warning("unreadable profile:events entry %s skipped", entry_id)
         added = self.attribution.attribute(events)
-        self.redis.xack(EVENTS_STREAM, self.ATTRIBUTION_GROUP, *[i for i, _ in entries])
+        self.attribution_reader.ack(entries)
         return added
 
     def _attribution_loop(self) -> None:

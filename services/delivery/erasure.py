@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +35,7 @@ import redis
 from sqlalchemy import and_, literal, or_, select, update
 from sqlalchemy.engine import Engine
 
+from services.common.streams import GroupReader
 from services.delivery.store import dialect_insert
 from services.delivery.tables import sends, sink_messages
 from services.delivery.tables_effects import followup_rules, followups
@@ -46,8 +45,6 @@ from services.delivery.triggers import (
     DUE_KEY,
     INFLIGHT_KEY,
     TIMERS_KEY,
-    _decode,
-    _s,
     user_key,
 )
 
@@ -86,29 +83,15 @@ class ErasureConsumer:
                  claim_idle_ms: int = 60_000):
         self.engine = engine
         self.redis = client
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.clock = clock or (lambda: int(time.time() * 1000))
-        self.batch_size = batch_size
-        self.claim_idle_ms = claim_idle_ms
+        # Start at "0": notices published before the first start are still applied.
+        self.reader = GroupReader(client, ERASURES_STREAM, GROUP, consumer, batch_size,
+                                  claim_idle_ms)
+        self.consumer = self.reader.consumer
         self._forget = client.register_script(FORGET_TIMERS_SCRIPT)
 
     def ensure_group(self) -> None:
-        try:
-            # "0": notices published before the first start are still applied.
-            self.redis.xgroup_create(ERASURES_STREAM, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _read(self, block_ms: int) -> list[tuple[str, dict[str, str]]]:
-        claimed = self.redis.xautoclaim(ERASURES_STREAM, GROUP, self.consumer, self.claim_idle_ms,
-                                        "0-0", count=self.batch_size)[1]
-        entries = [(_s(i), _decode(f)) for i, f in claimed if f]
-        if entries:
-            return entries
-        reply = self.redis.xreadgroup(GROUP, self.consumer, {ERASURES_STREAM: ">"},
-                                      count=self.batch_size, block=block_ms or None)
-        return [(_s(i), _decode(f)) for _, items in reply or [] for i, f in items]
+        self.reader.ensure_group()
 
     def erase(self, user_ids: set[int], external_ids: set[str]) -> dict[str, int]:
         """Deletes or clears the users' personal data; returns rows and timers touched."""
@@ -151,7 +134,7 @@ class ErasureConsumer:
 
     def poll_once(self, block_ms: int = 1000) -> int:
         """Reads one batch, erases its users, acknowledges; returns the entries handled."""
-        entries = self._read(block_ms)
+        entries = self.reader.read(block_ms)
         if not entries:
             return 0
         user_ids: set[int] = set()
@@ -171,7 +154,7 @@ class ErasureConsumer:
                 continue
             external_ids.update(e for e in [fields.get("external_id"), *aliases] if e)
         self.erase(user_ids, external_ids)
-        self.redis.xack(ERASURES_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+        self.reader.ack(entries)
         return len(entries)
 
     def run(self, stop: threading.Event) -> None:

@@ -25,12 +25,11 @@ already gone is harmless, so a redelivered notice changes nothing.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 
 import redis
 
+from services.common.streams import GroupReader
 from services.segment.core import SegmentCore
 from services.segment.realtime import members_key
 
@@ -41,10 +40,6 @@ GROUP = "segment-erasures"
 KINDS = ("erased", "deleted", "merged")
 
 
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class ErasureConsumer:
     """Reads ``profile:erasures`` in batches; one pipelined round trip removes the batch's ids
     from every real-time segment's live set, then the batch is acknowledged."""
@@ -53,29 +48,13 @@ class ErasureConsumer:
                  batch_size: int = 500, claim_idle_ms: int = 60_000):
         self.core = core
         self.redis = client
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.batch_size = batch_size
-        self.claim_idle_ms = claim_idle_ms
+        # Start at "0": notices published before the first start are still applied.
+        self.reader = GroupReader(client, ERASURES_STREAM, GROUP, consumer, batch_size,
+                                  claim_idle_ms)
+        self.consumer = self.reader.consumer
 
     def ensure_group(self) -> None:
-        try:
-            # "0": notices published before the first start are still applied.
-            self.redis.xgroup_create(ERASURES_STREAM, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _read(self, block_ms: int) -> list[tuple[str, dict[str, str]]]:
-        # Entries this consumer or a dead one read but never acknowledged come first.
-        claimed = self.redis.xautoclaim(ERASURES_STREAM, GROUP, self.consumer, self.claim_idle_ms,
-                                        "0-0", count=self.batch_size)[1]
-        entries = [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in claimed if f]
-        if entries:
-            return entries
-        reply = self.redis.xreadgroup(GROUP, self.consumer, {ERASURES_STREAM: ">"},
-                                      count=self.batch_size, block=block_ms or None)
-        return [(_s(i), {_s(k): _s(v) for k, v in f.items()})
-                for _, items in reply or [] for i, f in items]
+        self.reader.ensure_group()
 
     def remove(self, user_ids) -> int:
         """Removes ``user_ids`` from every real-time segment's live set in one pipeline."""
@@ -92,7 +71,7 @@ class ErasureConsumer:
 
     def poll_once(self, block_ms: int = 1000) -> int:
         """Reads one batch, removes its ids, acknowledges; returns the entries handled."""
-        entries = self._read(block_ms)
+        entries = self.reader.read(block_ms)
         if not entries:
             return 0
         ids = set()
@@ -105,7 +84,7 @@ class ErasureConsumer:
             except (KeyError, ValueError):
                 log.warning("erasure notice without a usable user_id", extra={"entry": entry_id})
         self.remove(ids)
-        self.redis.xack(ERASURES_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+        self.reader.ack(entries)
         return len(entries)
 
     def run(self, stop: threading.Event) -> None:

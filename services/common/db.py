@@ -5,8 +5,12 @@ from __future__ import annotations
 import pathlib
 import zlib
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import BigInteger, Integer, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+
+# An auto-incrementing 64-bit key: SQLite only auto-increments an INTEGER PRIMARY KEY, so it
+# gets that; every other engine a BIGINT.
+BigId = BigInteger().with_variant(Integer, "sqlite")
 
 SERVICES_DIR = pathlib.Path(__file__).resolve().parent.parent
 

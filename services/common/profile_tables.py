@@ -30,12 +30,12 @@ from sqlalchemy import (
     Text,
 )
 
+from services.common.db import BigId
+
 # Version 2 (additive): computed_traits gained ``last_purchase_ms`` and ``as_of_ms``; events
 # gained an index on ``ts_ms`` (retention pruning) and profile_tags one on ``expires_ms``.
 READ_PATH_SCHEMA_VERSION = 2
 
-# SQLite only auto-increments an INTEGER PRIMARY KEY; other engines get a 64-bit key.
-BigId = BigInteger().with_variant(Integer, "sqlite")
 
 metadata = MetaData()
 

@@ -17,8 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# SQLite only auto-increments an INTEGER PRIMARY KEY; other engines get a 64-bit key.
-BigId = BigInteger().with_variant(Integer, "sqlite")
+from services.common.db import BigId
 
 metadata = MetaData()
 

@@ -3,14 +3,32 @@ a dead consumer left unacknowledged."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
 
 import redis
 
 
 def text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def consume_until(stop: threading.Event, ensure_group: Callable[[], None],
+                  poll_once: Callable[[], object], log: logging.Logger, what: str) -> None:
+    """A consumer's loop: makes sure its group exists, then polls until ``stop`` is set. A
+    Redis or database outage is logged and the loop starts again a second later, group
+    check included (the stream may have been recreated meanwhile)."""
+    while not stop.is_set():
+        try:
+            ensure_group()
+            while not stop.is_set():
+                poll_once()
+        except Exception:
+            log.exception("%s pass failed", what)
+            stop.wait(1.0)
 
 
 def default_consumer_name() -> str:

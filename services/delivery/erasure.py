@@ -35,7 +35,7 @@ import redis
 from sqlalchemy import and_, literal, or_, select, update
 from sqlalchemy.engine import Engine
 
-from services.common.streams import GroupReader
+from services.common.streams import GroupReader, consume_until
 from services.delivery.store import dialect_insert
 from services.delivery.tables import sends, sink_messages
 from services.delivery.tables_effects import followup_rules, followups
@@ -159,11 +159,4 @@ class ErasureConsumer:
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until ``stop`` is set; a Redis or database outage pauses, then retries."""
-        while not stop.is_set():
-            try:
-                self.ensure_group()
-                while not stop.is_set():
-                    self.poll_once()
-            except Exception:
-                log.exception("erasure pass failed")
-                stop.wait(1.0)
+        consume_until(stop, self.ensure_group, self.poll_once, log, "erasure")

@@ -29,7 +29,7 @@ import threading
 
 import redis
 
-from services.common.streams import GroupReader
+from services.common.streams import GroupReader, consume_until
 from services.segment.core import SegmentCore
 from services.segment.realtime import members_key
 
@@ -89,11 +89,4 @@ class ErasureConsumer:
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until ``stop`` is set; a Redis or database outage pauses, then retries."""
-        while not stop.is_set():
-            try:
-                self.ensure_group()
-                while not stop.is_set():
-                    self.poll_once()
-            except Exception:
-                log.exception("erasure pass failed")
-                stop.wait(1.0)
+        consume_until(stop, self.ensure_group, self.poll_once, log, "erasure")

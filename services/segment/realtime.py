@@ -19,6 +19,7 @@ import time
 import redis
 
 from services.common.errors import InvalidArgument
+from services.common.streams import consume_until
 from services.segment.core import SegmentCore
 from services.segment.text import parse_rule
 
@@ -207,11 +208,4 @@ class RealtimeMembership:
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until ``stop`` is set; a Redis or database outage pauses, then retries."""
-        while not stop.is_set():
-            try:
-                self.ensure_group()
-                while not stop.is_set():
-                    self.poll_once()
-            except Exception:
-                log.exception("real-time membership pass failed")
-                stop.wait(1.0)
+        consume_until(stop, self.ensure_group, self.poll_once, log, "real-time membership")

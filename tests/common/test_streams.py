@@ -24,3 +24,39 @@ def test_reads_acks_and_takes_over_a_dead_consumers_entries(redis_url):
     alive.ack(batch)
     assert alive.read(block_ms=10) == []
     assert client.xpending("s", "g")["pending"] == 0
+
+
+def test_a_failed_pass_is_logged_and_the_loop_starts_again(redis_url, caplog):
+    # A consumer whose group vanished (the stream was deleted during an outage) fails its
+    # poll; the loop logs it, waits, checks the group again and goes on reading.
+    import logging
+    import threading
+
+    from services.common.streams import consume_until
+
+    client = redis.Redis.from_url(redis_url)
+    client.xadd("loop", {"n": "1"})
+    reader = GroupReader(client, "loop", "g", consumer="c", claim_idle_ms=60_000)
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def poll_once() -> None:
+        batch = reader.read(block_ms=10)
+        seen.extend(f["n"] for _, f in batch)
+        reader.ack(batch)
+        if seen == ["1"]:
+            client.delete("loop")  # the group goes with it: the next read fails
+            client.xadd("loop", {"n": "2"})
+        elif seen == ["1", "2"]:
+            stop.set()
+
+    log = logging.getLogger("test.streams")
+    with caplog.at_level(logging.ERROR, logger="test.streams"):
+        worker = threading.Thread(target=consume_until,
+                                  args=(stop, reader.ensure_group, poll_once, log, "test"),
+                                  daemon=True)
+        worker.start()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert seen == ["1", "2"]
+    assert any(r.getMessage() == "test pass failed" for r in caplog.records)

@@ -59,3 +59,35 @@ def test_rendering_is_bounded_in_time_and_size():
     with pytest.raises(InvalidArgument):
         compile_body("{{ 9 ** 999999 }}", channel="email")
     assert time.perf_counter() - started < 2
+
+
+def test_garbage_collection_during_a_render_is_not_charged_to_it(monkeypatch):
+    # A full collection that happens to start inside a render (it runs on whichever thread
+    # allocates) takes the render's processor time; the render must not be suppressed as
+    # too slow for it. A fake thread clock makes the collection take 5 s, far over budget.
+    import gc
+
+    from services.delivery import templates
+
+    now = [100.0]
+    monkeypatch.setattr(templates.time, "thread_time", lambda: now[0])
+
+    def slow_collection(phase, _info):
+        if phase == "start":
+            now[0] += 5.0
+
+    class Name:
+        def __str__(self):
+            gc.collect()
+            return "Ann"
+
+    content = compile_body("Hi {{ first_name }}")
+    gc.callbacks.append(slow_collection)
+    try:
+        assert content.render({"first_name": Name()})["body"] == "Hi Ann"
+        # Time the render itself spends still counts.
+        monkeypatch.setattr(templates, "MAX_RENDER_SECONDS", -1.0)
+        with pytest.raises(RenderError):
+            content.render({"first_name": "Ann"})
+    finally:
+        gc.callbacks.remove(slow_collection)

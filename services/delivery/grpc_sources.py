@@ -17,7 +17,8 @@ BATCH = 1000  # the profile service's PROFILE_MAX_BATCH_ITEMS default
 SNAPSHOT_BATCH = 10_000  # the segment service's largest StreamSnapshotMembers batch
 
 
-def _value(value) -> Any:
+def py_value(value) -> Any:
+    """A ``marketing.common.v1.Value`` as the Python value it carries (timestamps in ms)."""
     kind = value.WhichOneof("kind")
     if kind is None:
         return None
@@ -108,7 +109,7 @@ class GrpcProfileDirectory:
             request = self.pb.BatchGetProfilesRequest(
                 names=[f"profiles/{e}" for e in external_ids[start:start + BATCH]])
             for profile in self.stub.BatchGetProfiles(request, timeout=self.timeout_s).profiles:
-                out[profile.external_id] = {k: _value(v) for k, v in profile.attributes.items()
+                out[profile.external_id] = {k: py_value(v) for k, v in profile.attributes.items()
                                             if k in names}
         return out
 

@@ -12,6 +12,7 @@ from services.common.auth import ADMIN, APPROVER, OPERATOR, SERVICE, current_pri
 from services.common.errors import InvalidArgument, NotFound
 from services.delivery import model
 from services.delivery.core import DeliveryCore, Funnel
+from services.delivery.grpc_sources import py_value
 from services.delivery.outcomes import MAX_BATCH, REFUSED, OutcomeIntake, OutcomeItem
 from services.delivery.stats import EffectRow, EffectStats
 from services.delivery.store import decode_token, encode_token
@@ -81,17 +82,6 @@ def _schedule_from(s: pb.Schedule, field: str) -> model.Schedule:
                           user_time_zone=s.cron.user_time_zone)
 
 
-def _py_value(value: cpb.Value):
-    kind = value.WhichOneof("kind")
-    if kind is None:
-        return None
-    if kind == "string_list_value":
-        return list(value.string_list_value.values)
-    if kind == "timestamp_value":
-        return value.timestamp_value.ToMilliseconds()
-    return getattr(value, kind)
-
-
 def _proto_value(value) -> cpb.Value:
     if isinstance(value, bool):
         return cpb.Value(bool_value=value)
@@ -113,7 +103,7 @@ def trigger_from_proto(t: pb.Trigger) -> dict:
     return {"kind": kind, "event_type": t.event_type, "not_event_type": t.absent_event_type,
             "within_s": t.within_seconds, "correlate_on": t.correlate_on_property,
             "segment": t.entered_segment, "delay_s": t.delay_seconds,
-            "filters": [{"property": k, "op": "eq", "value": _py_value(v)}
+            "filters": [{"property": k, "op": "eq", "value": py_value(v)}
                         for k, v in sorted(t.property_equals.items())]}
 
 

@@ -77,6 +77,8 @@ profile_attributes = Table(
     Column("list_value", JSON, nullable=True, comment="string_list attributes"),
     Index("ix_profile_attributes_name_num", "name", "num_value"),
     Index("ix_profile_attributes_name_str", "name", "str_value"),
+    # Clustered on (user_id, name) on SQLite: one B-tree descent per attribute read.
+    sqlite_with_rowid=False,
 )
 
 profile_tags = Table(

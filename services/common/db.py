@@ -8,6 +8,8 @@ import zlib
 from sqlalchemy import BigInteger, Integer, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
+from services.common.config import env_int
+
 # An auto-incrementing 64-bit key: SQLite only auto-increments an INTEGER PRIMARY KEY, so it
 # gets that; every other engine a BIGINT.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -24,6 +26,10 @@ def make_engine(url: str, read_only: bool = False, **kwargs) -> Engine:
             pathlib.Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {}).update(check_same_thread=False, timeout=30)
         engine = create_engine(url, **kwargs)
+        # SQLite's default page cache (2 MiB) holds a few thousand users' attributes; beyond
+        # that every lookup of another user goes back to the operating system for its pages.
+        # Pages are allocated as they are read, so a small database costs no more.
+        cache_kib = max(1, env_int("SQLITE_CACHE_MIB", 64)) * 1024
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -33,6 +39,7 @@ def make_engine(url: str, read_only: bool = False, **kwargs) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA cache_size=-{cache_kib}")
             if read_only:
                 cursor.execute("PRAGMA query_only=ON")
             cursor.close()

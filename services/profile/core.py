@@ -5,9 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import math
+import operator
 import re
 import threading
 import time
@@ -30,7 +32,6 @@ from services.common.profile_tables import (
     attribute_catalog,
     computed_traits,
     consents,
-    event_type_counts,
     events,
     profile_attributes,
     profile_tags,
@@ -57,16 +58,25 @@ ERASURES_STREAM = "profile:erasures"  # one entry per erased or deleted user
 ERASURES_STREAM_MAXLEN = 100_000
 
 # KEYS[1]: the events stream; ARGV[1]: approximate length cap; ARGV[2]: a JSON array of
-# [event_id, user_id, external_id, event_type, ts_ms, value, properties] string arrays.
+# seven columns (event_id, user_id, external_id, event_type, ts_ms, value, properties) of
+# strings, value and properties null where the event has none. One entry per event; the
+# stream is trimmed once per call (atomically, so no reader sees it longer than the cap).
 PUBLISH_LUA = """
-local events = cjson.decode(ARGV[2])
-for _, e in ipairs(events) do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-    'event_id', e[1], 'user_id', e[2], 'external_id', e[3], 'event_type', e[4],
-    'ts_ms', e[5], 'value', e[6], 'properties', e[7])
+local c = cjson.decode(ARGV[2])
+local ids, users, externals, types, stamps, values, props = c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+local call, key, null = redis.call, KEYS[1], cjson.null
+for i = 1, #ids do
+  local value, properties = values[i], props[i]
+  if value == null then value = '' end
+  if properties == null then properties = '{}' end
+  call('XADD', key, '*', 'event_id', ids[i], 'user_id', users[i], 'external_id', externals[i],
+    'event_type', types[i], 'ts_ms', stamps[i], 'value', value, 'properties', properties)
 end
-return #events
+call('XTRIM', key, 'MAXLEN', '~', ARGV[1])
+return #ids
 """
+# Events per publishing script call: bounds how long one call keeps Redis busy.
+PUBLISH_CHUNK = 2000
 
 # External ids become resource names (profiles/{external_id}), so '/' and spaces are refused.
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@+\-]{1,256}$")
@@ -128,9 +138,95 @@ class EventIn:
 # A validated event as stored: (event_id, external_id, event_type, ts_ms, value, properties
 # as JSON text or None). Streams build these straight from the wire, skipping EventIn.
 EventRow = tuple[str, str, str, int, float | None, str | None]
-# A stored event as announced: (row id, event_id, user_id, external_id, event_type, ts_ms,
-# value, properties JSON text or None).
-PublishedEvent = tuple[int, str, int, str, str, int, float | None, str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class EventColumns:
+    """A batch of validated events column by column, as it is inserted and announced.
+
+    Columns rather than one tuple per event: transposing a batch, binding its INSERT and
+    encoding its announcement then run in C (``zip``, ``map``, ``json.dumps``) instead of
+    a Python loop per event. ``user_ids`` is empty until the external ids are resolved.
+    """
+
+    event_ids: Sequence[str]
+    external_ids: Sequence[str]
+    event_types: Sequence[str]
+    ts_ms: Sequence[int]
+    values: Sequence[float | None]
+    properties: Sequence[str | None]
+    user_ids: Sequence[int] = ()
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[EventRow]) -> EventColumns:
+        if not rows:
+            return NO_EVENTS
+        return cls(*zip(*rows))
+
+    @classmethod
+    def concat(cls, parts: Sequence[EventColumns]) -> EventColumns:
+        """The events of ``parts`` one after the other (before their users are resolved)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(
+            list(itertools.chain.from_iterable(getattr(part, name) for part in parts))
+            for name in ("event_ids", "external_ids", "event_types", "ts_ms", "values",
+                         "properties")
+        ))
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    def take(self, indexes: Sequence[int]) -> EventColumns:
+        """The events at ``indexes``, in that order."""
+        return EventColumns(*(
+            [column[i] for i in indexes] if column else column
+            for column in (self.event_ids, self.external_ids, self.event_types, self.ts_ms,
+                           self.values, self.properties, self.user_ids)
+        ))
+
+    def with_users(self, ids: dict[str, int]) -> EventColumns:
+        """The events whose external id ``ids`` resolves, with their internal ids filled in."""
+        try:
+            return dataclasses.replace(self, user_ids=list(map(ids.__getitem__, self.external_ids)))
+        except KeyError:
+            known = self.take([i for i, e in enumerate(self.external_ids) if e in ids])
+            return dataclasses.replace(known, user_ids=[ids[e] for e in known.external_ids])
+
+    def storage_rows(self) -> Iterable[tuple]:
+        """(event_id, user_id, event_type, ts_ms, value, properties) per event."""
+        return zip(self.event_ids, self.user_ids, self.event_types, self.ts_ms, self.values,
+                   self.properties)
+
+    def announcements(self) -> list[str]:
+        """The ``PUBLISH_LUA`` arguments announcing these events, one per ``PUBLISH_CHUNK``."""
+        return [self.announcement(start, start + PUBLISH_CHUNK)
+                for start in range(0, len(self), PUBLISH_CHUNK)]
+
+    def announcement(self, start: int, stop: int) -> str:
+        """The ``PUBLISH_LUA`` argument announcing events ``start``..``stop``."""
+        values = self.values[start:stop]
+        return json.dumps(
+            [
+                self.event_ids[start:stop],
+                list(map(str, self.user_ids[start:stop])),
+                self.external_ids[start:stop],
+                self.event_types[start:stop],
+                list(map(str, self.ts_ms[start:stop])),
+                [None if v is None else repr(v) for v in values] if None in values
+                else list(map(repr, values)),
+                self.properties[start:stop],
+            ],
+            separators=(",", ":"),
+        )
+
+
+NO_EVENTS = EventColumns((), (), (), (), (), ())
+
+
+class _AlreadyStored(Exception):
+    """Some events of a batch were stored before: its transaction is redone, naming each one
+    stored (see ``ProfileCore._store_rows``)."""
 
 
 @dataclasses.dataclass
@@ -187,8 +283,20 @@ def _json_value(kind: str, value):
     return list(value) if kind == "string_list" else value
 
 
+# The stream's parser hands the interpreter lock over every this many events (a power of
+# two, less one). A batch being written needs the lock for a moment after each of its SQL
+# statements, and otherwise waited up to the interpreter's switch interval (5 ms) for it
+# each time while a message of thousands of events was being parsed.
+YIELD_EVERY_MASK = 255
+
+# The fields of an ``Event`` proto read in one call (see ``EventChecker.columns``).
+_EVENT_FIELDS = operator.attrgetter(
+    "event_id", "user_id", "event_type", "timestamp", "value", "properties"
+)
+
+
 class EventChecker:
-    """Validates a stream's ``Event`` protos and turns them into rows, with the least work.
+    """Validates a stream's ``Event`` protos and turns them into columns, with the least work.
 
     An external id or event type that passed its pattern once is remembered, so a stream
     mostly does set lookups and comparisons. Anything failing a quick check goes through
@@ -215,38 +323,64 @@ class EventChecker:
         if config.retention_days:
             self.earliest_ms = max(self.earliest_ms, now_ms - config.retention_days * DAY_MS)
 
-    def rows(self, messages, prefix: str) -> list[EventRow]:
-        """Storage rows of one message's ``Event`` protos (``prefix`` names them in errors).
+    def columns(self, messages, prefix: str) -> EventColumns:
+        """The validated events of one message's ``Event`` protos (``prefix`` names them in
+        errors).
 
-        The loop binds everything it touches to locals: it runs once per streamed event.
+        The loop binds everything it touches to locals: it runs once per streamed event. It
+        appends each field to its column instead of building a tuple per event: thousands
+        of tuples living until their batch commits set off the garbage collector, whose
+        full passes over the heap cost more than the parsing itself.
         """
-        out: list[EventRow] = []
-        append = out.append
+        event_ids: list[str] = []
+        external_ids: list[str] = []
+        event_types: list[str] = []
+        stamps: list[int] = []
+        values: list[float | None] = []
+        properties: dict[int, str] = {}  # by position: most events carry none
+        add_id, add_user, add_type = event_ids.append, external_ids.append, event_types.append
+        add_ts, add_value = stamps.append, values.append
         users, types = self.users, self.types
         earliest, latest = self.earliest_ms, self.latest_ms
+        fields, yield_mask = _EVENT_FIELDS, YIELD_EVERY_MASK
         for index, message in enumerate(messages):
-            if message.properties:
-                append(self._checked(message, prefix, index))
-                continue
-            event_id, external_id, event_type = message.event_id, message.user_id, message.event_type
-            if message.HasField("timestamp"):
-                stamp = message.timestamp
-                ts_ms = stamp.seconds * 1000 + stamp.nanos // 1_000_000
-            else:
-                ts_ms = None
-            value = message.value if message.HasField("value") else None
-            if (
-                0 < len(event_id) <= MAX_EVENT_ID
-                and ts_ms is not None
-                and earliest <= ts_ms <= latest
-                and (value is None or -MAX_VALUE <= value <= MAX_VALUE)
-                and (external_id in users or self._remember_user(external_id))
-                and (event_type in types or self._remember_type(event_type))
-            ):
-                append((event_id, external_id, event_type, ts_ms, value, None))
-            else:
-                append(self._checked(message, prefix, index))
-        return out
+            if not index & yield_mask:
+                time.sleep(0)  # lets a waiting batch writer have the interpreter lock
+            event_id, external_id, event_type, stamp, value, properties_map = fields(message)
+            if not properties_map:
+                # Presence is asked only of zero values: a set field is almost never zero.
+                seconds, nanos = stamp.seconds, stamp.nanos
+                if seconds or nanos or message.HasField("timestamp"):
+                    ts_ms = seconds * 1000 + nanos // 1_000_000 if nanos else seconds * 1000
+                    if not value and not message.HasField("value"):
+                        value = None
+                    if (
+                        0 < len(event_id) <= MAX_EVENT_ID
+                        and earliest <= ts_ms <= latest
+                        and (value is None or -MAX_VALUE <= value <= MAX_VALUE)
+                        and (external_id in users or self._remember_user(external_id))
+                        and (event_type in types or self._remember_type(event_type))
+                    ):
+                        add_id(event_id)
+                        add_user(external_id)
+                        add_type(event_type)
+                        add_ts(ts_ms)
+                        add_value(value)
+                        continue
+            event_id, external_id, event_type, ts_ms, value, packed = self._checked(
+                message, prefix, index
+            )
+            add_id(event_id)
+            add_user(external_id)
+            add_type(event_type)
+            add_ts(ts_ms)
+            add_value(value)
+            if packed is not None:
+                properties[index] = packed
+        packed_column: list[str | None] = [None] * len(event_ids)
+        for index, packed in properties.items():
+            packed_column[index] = packed
+        return EventColumns(event_ids, external_ids, event_types, stamps, values, packed_column)
 
     def _checked(self, message, prefix: str, index: int) -> EventRow:
         """The full checks of ``validate_event`` (which raise, naming the field)."""
@@ -274,7 +408,7 @@ class EventChecker:
 class StreamIngestion:
     """One client stream of events: commits, announcements and traits, overlapped.
 
-    Validated rows are buffered and committed every ``PROFILE_STREAM_FLUSH_EVENTS`` on a
+    Validated events are buffered and committed every ``PROFILE_STREAM_FLUSH_EVENTS`` on a
     writer thread while the stream's next messages are parsed (database and Redis waits
     release the GIL). Each committed batch is announced on ``profile:events`` by one
     publishing thread, in commit order, while the next batch is written. A stream has at
@@ -293,18 +427,26 @@ class StreamIngestion:
         self.core = core
         self.accepted = 0
         self.duplicates = 0
-        self._buffer: list[EventRow] = []
+        self._buffer: list[EventColumns] = []
+        self._buffered = 0
         self._writing: list[concurrent.futures.Future] = []
         self._announcing: list[concurrent.futures.Future] = []
         self._refreshed = time.monotonic()
 
-    def add(self, rows: Sequence[EventRow]) -> None:
-        """Accepts one message's validated rows; commits a batch once enough are buffered."""
-        self._buffer.extend(rows)
-        if len(self._buffer) >= self.core.config.stream_flush_events:
+    def add(self, events: EventColumns | Sequence[EventRow]) -> None:
+        """Accepts one message's validated events; commits a batch once enough are buffered."""
+        if not isinstance(events, EventColumns):
+            events = EventColumns.from_rows(events)
+        self._buffer.append(events)
+        self._buffered += len(events)
+        if self._buffered >= self.core.config.stream_flush_events:
             self._settle(self._writing)
-            self._writing.append(self.core._writers.submit(self._store, self._buffer))
-            self._buffer = []
+            self._writing.append(self.core._writers.submit(self._store, self._take_buffer()))
+
+    def _take_buffer(self) -> EventColumns:
+        batch = EventColumns.concat(self._buffer)
+        self._buffer, self._buffered = [], 0
+        return batch
 
     def finish(self) -> tuple[int, int]:
         """Commits and announces everything accepted; returns (stored, duplicates).
@@ -314,28 +456,44 @@ class StreamIngestion:
         """
         try:
             self._settle(self._writing)
-            if self._buffer:
-                self._store(self._buffer)
-                self._buffer = []
+            if self._buffered:
+                self._store(self._take_buffer())
         finally:
             self._settle(self._announcing)
             if self.core.config.stream_traits == "background":
                 self.core.schedule_traits_refresh()
         return self.accepted, self.duplicates
 
-    def _store(self, rows: list[EventRow]) -> None:
+    def _store(self, batch: EventColumns) -> None:
         core = self.core
         in_sync = core.config.stream_traits == "sync"
-        accepted, duplicates, announcements, touched = core.write_rows(rows, refresh=in_sync)
+        prepared: list[tuple[EventColumns, concurrent.futures.Future]] = []
+
+        def prepare(known: EventColumns) -> None:
+            # The publishing thread encodes the announcement while the batch is written
+            # (SQLite works without the interpreter lock), so the commit is announced at
+            # once; it is used if exactly these events are stored, the usual case.
+            try:
+                prepared[:] = [(known, core._publisher.submit(known.announcements))]
+            except RuntimeError:
+                pass  # the service is stopping: the announcement is encoded when sent
+
+        accepted, duplicates, stored, touched = core.write_rows(
+            batch, refresh=in_sync, resolved=prepare
+        )
         self.accepted += accepted
         self.duplicates += duplicates
         if not in_sync:
             core.defer_traits(touched)
-        if announcements:
-            self._announcing.append(core._publisher.submit(core.publish_events, announcements))
+        if stored:
+            encoded = prepared[0][1] if prepared and prepared[0][0] is stored else None
+            self._announcing.append(core._publisher.submit(self._announce, stored, encoded))
         if not in_sync and time.monotonic() - self._refreshed >= self.TRAITS_REFRESH_PERIOD_S:
             self._refreshed = time.monotonic()
             core.schedule_traits_refresh()
+
+    def _announce(self, stored: EventColumns, encoded: concurrent.futures.Future | None) -> None:
+        self.core.publish_events(stored, encoded.result() if encoded is not None else None)
 
     @staticmethod
     def _settle(futures: list[concurrent.futures.Future]) -> None:
@@ -386,12 +544,23 @@ class ProfileCore:
         self._refresher = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="profile-traits-refresh"
         )
+        # SQLite files only: event batches' own connections, and the thread checkpointing
+        # the write-ahead log after them (see ``_checkpoint_soon``), one at a time.
+        self._batches = store.batch_engine(engine, STREAM_WRITERS)
+        self._checkpointer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="profile-wal-checkpoint"
+        )
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_queued = False
 
     def close(self) -> None:
-        """Finishes the stream batches being written, announced and refreshed."""
+        """Finishes the stream batches being written, announced, refreshed and checkpointed."""
         self._writers.shutdown(wait=True)
         self._publisher.shutdown(wait=True)
         self._refresher.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
+        if self._batches is not None:
+            self._batches.dispose()
 
     def open_stream(self) -> StreamIngestion:
         """Ingestion state of one client stream (see ``StreamIngestion``)."""
@@ -618,10 +787,6 @@ class ProfileCore:
                 raise NotFound("profile", f"profiles/{missing[0]}")
             by_id = self._load_profiles(conn, list(set(ids.values())))
         return [by_id[ids[e]] for e in external_ids]
-
-    def get_profiles_by_ids(self, user_ids: Sequence[int]) -> dict[int, Profile]:
-        with self.engine.connect() as conn:
-            return self._load_profiles(conn, list(user_ids))
 
     def _read_catalog(self, conn, names: set[str]) -> dict[str, dict]:
         """The catalogue for reading stored values of ``names`` (see ``_catalog_cache``)."""
@@ -905,10 +1070,11 @@ class ProfileCore:
                 continue
             seen.add(event.event_id)
             valid.append(i)
-        stored, ids, announcements, _touched = self._store_rows(
-            [self.event_row(batch[i]) for i in valid], now
+        stored, ids, _known = self._store_rows(
+            EventColumns.from_rows([self.event_row(batch[i]) for i in valid]), now
         )
-        self.publish_events(announcements)
+        self.publish_events(stored)
+        stored_ids = set(stored.event_ids)
         touched: set[int] = set()
         for i in valid:
             event = batch[i]
@@ -918,7 +1084,7 @@ class ProfileCore:
                     f"profiles/{event.external_id}",
                     f"{field}[{i}].user_id: unknown user {event.external_id!r}",
                 )
-            elif event.event_id not in stored:
+            elif event.event_id not in stored_ids:
                 outcomes[i].duplicate = True
             else:
                 touched.add(ids[event.external_id])
@@ -927,30 +1093,37 @@ class ProfileCore:
         return IngestResult(outcomes, len(stored), duplicates, rejected, touched)
 
     def write_rows(
-        self, rows: Sequence[EventRow], refresh: bool = True
-    ) -> tuple[int, int, list[PublishedEvent], set[int]]:
+        self,
+        rows: EventColumns | Sequence[EventRow],
+        refresh: bool = True,
+        resolved: Callable[[EventColumns], None] | None = None,
+    ) -> tuple[int, int, EventColumns, set[int]]:
         """Commits validated events of a stream and, with ``refresh``, their users' traits.
 
-        Returns (stored, duplicates, announcements, users whose traits are due). Any number
+        Returns (stored, duplicates, the stored events, users whose traits are due). Any number
         of rows is committed in one transaction. A repeated id within ``rows`` or one already
         stored counts as a duplicate; events of unknown users (when they are refused) count
         as neither, as the stream checked them before buffering. The caller passes the
-        announcements to ``publish_events``. Without ``refresh`` the returned users include
+        stored events to ``publish_events``. Without ``refresh`` the returned users include
         those of events already stored: a client re-sends a stream after a failure, and the
         refresh of its earlier commit may have been lost with the process, so it is redone.
+        ``resolved`` is called, inside the transaction, with the events of known users once
+        their internal ids are known.
         """
-        if not rows:
-            return 0, 0, [], set()
-        unique = list({row[0]: row for row in reversed(rows)}.values())
-        unique.reverse()  # the first occurrence of each id, in arrival order
-        stored, ids, announcements, touched = self._store_rows(
-            unique, self.now_ms(), refresh=refresh
-        )
-        known = sum(1 for row in unique if row[1] in ids)
+        batch = rows if isinstance(rows, EventColumns) else EventColumns.from_rows(rows)
+        if not batch:
+            return 0, 0, NO_EVENTS, set()
+        unique = batch
+        if len(set(batch.event_ids)) < len(batch):
+            # The first occurrence of each id, in arrival order.
+            first = dict(zip(reversed(batch.event_ids), range(len(batch) - 1, -1, -1)))
+            unique = batch.take(sorted(first.values()))
+        stored, ids, known = self._store_rows(unique, self.now_ms(), refresh, resolved)
+        touched = set(stored.user_ids)
         if not refresh and known > len(stored):
-            touched = touched | {ids[row[1]] for row in unique if row[1] in ids}
-        duplicates = len(rows) - len(unique) + known - len(stored)
-        return len(stored), duplicates, announcements, touched
+            touched |= {ids[e] for e in unique.external_ids if e in ids}
+        duplicates = len(batch) - len(unique) + known - len(stored)
+        return len(stored), duplicates, stored, touched
 
     def defer_traits(self, user_ids: Iterable[int]) -> None:
         """Marks users whose traits the next ``refresh_traits`` call must refresh."""
@@ -981,35 +1154,83 @@ class ProfileCore:
                 raise
 
     def _store_rows(
-        self, rows: list[EventRow], now: int, refresh: bool = True
-    ) -> tuple[dict[str, int], dict[str, int], list[PublishedEvent], set[int]]:
+        self,
+        batch: EventColumns,
+        now: int,
+        refresh: bool = True,
+        resolved: Callable[[EventColumns], None] | None = None,
+    ) -> tuple[EventColumns, dict[str, int], int]:
         """Inserts rows with distinct event ids; with ``refresh``, their users' traits too.
 
-        Returns (event_id -> row id of the events stored now, external id -> internal id,
-        the stored events to announce, the users they belong to).
+        Returns (the events stored now, external id -> internal id, how many rows name a
+        known user). The INSERT first only counts what it stored: a batch of new events,
+        the usual case, needs nothing more (RETURNING would cost SQLite another pass over
+        the rows). When the count falls short, some ids were stored before (a re-sent
+        stream, or a concurrent call with the same ids), and the transaction is rolled back
+        and redone with RETURNING, which names exactly the rows stored.
         """
-        if not rows:
-            return {}, {}, [], set()
-        with self.engine.begin() as conn:
-            ids = self._user_ids_for_events(conn, [row[1] for row in rows], now)
-            stored = store.insert_events(
-                conn,
-                [
-                    (event_id, ids[external], event_type, ts, value, properties)
-                    for event_id, external, event_type, ts, value, properties in rows
-                    if external in ids
-                ],
-            )
-            announcements = [
-                (stored[event_id], event_id, ids[external], external, event_type, ts, value,
-                 properties)
-                for event_id, external, event_type, ts, value, properties in rows
-                if event_id in stored
-            ]
-            touched = {row[2] for row in announcements}
-            if touched and refresh:
-                traits.refresh_users(conn, touched, self.config, self.as_of_ms(), now)
-        return stored, ids, announcements, touched
+        if not batch:
+            return NO_EVENTS, {}, 0
+        try:
+            return self._store_columns(batch, now, refresh, resolved, exact=False)
+        except _AlreadyStored:
+            return self._store_columns(batch, now, refresh, resolved, exact=True)
+
+    def _store_columns(
+        self, batch: EventColumns, now: int, refresh: bool, resolved, exact: bool
+    ) -> tuple[EventColumns, dict[str, int], int]:
+        with (self._batches or self.engine).begin() as conn:
+            stored, ids, known = self._store_in(conn, batch, now, refresh, resolved, exact)
+        if self._batches is not None:
+            self._checkpoint_soon()
+        return stored, ids, known
+
+    def _store_in(
+        self, conn, batch: EventColumns, now: int, refresh: bool, resolved, exact: bool
+    ) -> tuple[EventColumns, dict[str, int], int]:
+        ids = self._user_ids_for_events(conn, batch.external_ids, now)
+        known = batch.with_users(ids)
+        if resolved is not None:
+            resolved(known)
+        if not exact:
+            if store.insert_new_events(conn, known.storage_rows()) < len(known):
+                raise _AlreadyStored  # rolls the transaction back
+            stored = known
+        else:
+            stored_ids = store.insert_events(conn, list(known.storage_rows()))
+            stored = known
+            if len(stored_ids) < len(known):
+                stored = known.take([i for i, e in enumerate(known.event_ids) if e in stored_ids])
+        if stored and refresh:
+            traits.refresh_users(conn, set(stored.user_ids), self.config, self.as_of_ms(), now)
+        return stored, ids, len(known)
+
+    def _checkpoint_soon(self) -> None:
+        """Asks the checkpoint thread to copy the SQLite write-ahead log into the database.
+
+        Event batches commit without checkpointing (see ``store.batch_engine``). Here it
+        runs beside the next batch instead (a passive checkpoint does not block writers);
+        requests made while one is queued share it.
+        """
+        with self._checkpoint_lock:
+            if self._checkpoint_queued:
+                return
+            self._checkpoint_queued = True
+        try:
+            self._checkpointer.submit(self._checkpoint)
+        except RuntimeError:
+            # Shutting down: the next commit of any connection checkpoints as usual.
+            self._checkpoint_queued = False
+
+    def _checkpoint(self) -> None:
+        with self._checkpoint_lock:
+            self._checkpoint_queued = False
+        try:
+            with self.engine.connect() as conn:
+                store.checkpoint(conn)
+        except Exception:
+            # The log keeps growing until a later checkpoint, by this thread or a commit.
+            log.exception("write-ahead log checkpoint failed")
 
     def unknown_users(self, external_ids: Iterable[str]) -> list[str]:
         """The ids among ``external_ids`` that name no profile (nor merged alias)."""
@@ -1030,46 +1251,33 @@ class ProfileCore:
                 ids.update(store.resolve_ids(conn, raced))
         return ids
 
-    def publish_events(self, rows: Sequence[PublishedEvent]) -> None:
-        """Appends stored events to ``profile:events``, one Lua call per chunk of 2000.
+    def publish_events(self, stored: EventColumns, encoded: Sequence[str] | None = None) -> int:
+        """Appends stored events to ``profile:events``, one Lua call per ``PUBLISH_CHUNK``.
 
-        Each chunk travels as a single JSON argument that the script unpacks server side:
-        packing every field as its own command argument cost more than the SQL insert.
-        The events are already committed; if Redis is unreachable their row ids go to the
-        publish backlog, which the maintenance loop drains, so no stored event goes unannounced.
+        Each chunk travels as a single JSON argument, column by column, that the script
+        unpacks server side: packing every field as its own command argument cost more than
+        the SQL insert. The events are already committed; if Redis is unreachable, those not
+        yet announced go to the publish backlog, which the maintenance loop drains, so no
+        stored event goes unannounced. ``encoded`` is ``stored.announcements()`` when the
+        caller has it already. Returns how many were announced.
         """
-        if not rows or self.redis is None:
-            return
+        if not stored or self.redis is None:
+            return 0
+        published = 0
         try:
-            for part in store.chunks(rows, 2000):
-                payload = json.dumps(
-                    [
-                        [
-                            event_id,
-                            str(user_id),
-                            external_id,
-                            event_type,
-                            str(ts),
-                            "" if value is None else repr(value),
-                            properties or "{}",
-                        ]
-                        for _row_id, event_id, user_id, external_id, event_type, ts, value, properties
-                        in part
-                    ],
-                    separators=(",", ":"),
-                )
+            for number, start in enumerate(range(0, len(stored), PUBLISH_CHUNK)):
                 self._publish_script()(
-                    keys=[EVENTS_STREAM], args=[self.config.events_stream_maxlen, payload]
+                    keys=[EVENTS_STREAM],
+                    args=[self.config.events_stream_maxlen,
+                          encoded[number] if encoded is not None
+                          else stored.announcement(start, start + PUBLISH_CHUNK)],
                 )
+                published = min(start + PUBLISH_CHUNK, len(stored))
         except redis.RedisError as exc:
             log.warning("profile:events publication deferred: %s", exc)
             with self.engine.begin() as conn:
-                store.insert_ignore(
-                    conn,
-                    publish_backlog,
-                    [{"event_row_id": r[0], "queued_ms": self.now_ms()} for r in rows],
-                    ["event_row_id"],
-                )
+                store.queue_for_publication(conn, stored.event_ids[published:], self.now_ms())
+        return published
 
     def _publish_script(self):
         script = getattr(self, "_script", None)
@@ -1096,20 +1304,25 @@ class ProfileCore:
             return 0
         if self.redis is None:
             return 0
-        self.publish_events(
-            [
-                (
-                    r["id"], r["event_id"], r["user_id"], r["external_id"], r["event_type"],
-                    r["ts_ms"], r["value"],
-                    json.dumps(r["properties"], separators=(",", ":")) if r["properties"] else None,
-                )
-                for r in rows
-            ]
+        published = self.publish_events(
+            EventColumns(
+                event_ids=[r["event_id"] for r in rows],
+                external_ids=[r["external_id"] for r in rows],
+                event_types=[r["event_type"] for r in rows],
+                ts_ms=[r["ts_ms"] for r in rows],
+                values=[r["value"] for r in rows],
+                properties=[
+                    json.dumps(r["properties"], separators=(",", ":")) if r["properties"] else None
+                    for r in rows
+                ],
+                user_ids=[r["user_id"] for r in rows],
+            )
         )
+        # Only what went out leaves the backlog: Redis may have failed again part way.
         with self.engine.begin() as conn:
-            for part in store.chunks([r["id"] for r in rows]):
+            for part in store.chunks([r["id"] for r in rows[:published]]):
                 conn.execute(delete(publish_backlog).where(publish_backlog.c.event_row_id.in_(part)))
-        return len(rows)
+        return published
 
     def list_events(
         self,

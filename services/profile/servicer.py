@@ -144,19 +144,43 @@ def attribute_id(name: str, field: str = "name") -> str:
     return name[len("attributes/"):]
 
 
+def _set_value(target: common_pb2.Value, kind: str, value) -> None:
+    """Writes a stored value into a message's Value in place (what ``value_out`` returns,
+    without building a message to copy: a batch read writes thousands of them)."""
+    if value is None:
+        return
+    if kind == "number":
+        target.number_value = float(value)
+    elif kind == "string":
+        target.string_value = str(value)
+    elif kind == "timestamp":
+        target.timestamp_value.FromMilliseconds(int(value))
+    elif kind == "bool":
+        target.bool_value = bool(value)
+    elif kind == "string_list":
+        target.string_list_value.values.extend(value)
+    else:
+        target.CopyFrom(value_out(kind, value))
+
+
 def profile_out(profile: Profile) -> pb.Profile:
-    out = pb.Profile(
-        name=f"profiles/{profile.external_id}",
-        external_id=profile.external_id,
-        user_id=profile.user_id,
-        time_zone=profile.time_zone,
-        notifications_disabled=profile.notifications_disabled,
-        app_uninstalled=profile.app_uninstalled,
-        create_time=to_ts(profile.created_ms),
-        update_time=to_ts(profile.updated_ms),
-    )
+    return fill_profile(pb.Profile(), profile)
+
+
+def fill_profile(out: pb.Profile, profile: Profile) -> pb.Profile:
+    """Writes ``profile`` into ``out`` (a fresh message, or one just added to a response's
+    repeated field: building a message and then adding it would copy it)."""
+    out.name = f"profiles/{profile.external_id}"
+    out.external_id = profile.external_id
+    out.user_id = profile.user_id
+    out.time_zone = profile.time_zone
+    out.notifications_disabled = profile.notifications_disabled
+    out.app_uninstalled = profile.app_uninstalled
+    out.create_time.FromMilliseconds(profile.created_ms)
+    out.update_time.FromMilliseconds(profile.updated_ms)
+    attributes = out.attributes
     for name, (kind, value) in profile.attributes.items():
-        out.attributes[name].CopyFrom(value_out(kind, value))
+        _set_value(attributes[name], kind, value)
     for tag, expires in profile.tags:
         out.tags.add(tag=tag, expire_time=to_ts(expires))
     if profile.quiet_start_minute is not None:
@@ -314,7 +338,11 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
             raise InvalidArgument("names", "name at least one profile")
         ids = [profile_id(n, f"names[{i}]") for i, n in enumerate(request.names)]
         found = self.core.batch_get_profiles(ids)
-        return pb.BatchGetProfilesResponse(profiles=[profile_out(p) for p in found])
+        response = pb.BatchGetProfilesResponse()
+        add = response.profiles.add
+        for profile in found:
+            fill_profile(add(), profile)
+        return response
 
     def UpdateProfile(self, request, context):
         if request.profile.name:
@@ -462,15 +490,15 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
                     checker = core.event_checker(now, event_in)
                 else:
                     checker.at(now)
-                batch = checker.rows(request.events, prefix)
+                batch = checker.columns(request.events, prefix)
                 if refuse_unknown:
-                    unknown = set(core.unknown_users(row[1] for row in batch))
-                    for i, row in enumerate(batch):
-                        if row[1] in unknown:
+                    unknown = set(core.unknown_users(batch.external_ids))
+                    for i, external_id in enumerate(batch.external_ids):
+                        if external_id in unknown:
                             raise NotFound(
                                 "profile",
-                                f"profiles/{row[1]}",
-                                f"{prefix}[{i}].user_id: unknown user {row[1]!r}",
+                                f"profiles/{external_id}",
+                                f"{prefix}[{i}].user_id: unknown user {external_id!r}",
                             )
                 stream.add(batch)
                 messages += 1

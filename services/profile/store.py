@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    event,
     exists,
     func,
     literal,
@@ -28,8 +30,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from services.common.db import make_engine
 from services.common.profile_tables import (
     attribute_catalog,
     computed_traits,
@@ -66,6 +69,25 @@ def in_set(conn: Connection, column, values: Iterable):
     return column.in_(select(literal_column("value")).select_from(func.json_each(packed)))
 
 
+def bound_set(dialect: str, column, name: str):
+    """``column IN :name``, the set bound later as ONE parameter (see ``bound_set_value``).
+
+    The form of ``in_set`` for statements built once and executed many times.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(
+        select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String)))
+    )
+
+
+def bound_set_value(dialect: str, values: Iterable):
+    """The parameter value of a ``bound_set``: a list on PostgreSQL, JSON text on SQLite."""
+    if dialect == "postgresql":
+        return list(values)
+    return json.dumps(values if isinstance(values, list) else list(values))
+
+
 def dialect_insert(conn: Connection, table):
     """An INSERT supporting ON CONFLICT on the connection's engine (SQLite or PostgreSQL)."""
     if conn.dialect.name == "postgresql":
@@ -73,12 +95,6 @@ def dialect_insert(conn: Connection, table):
     if conn.dialect.name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"the profile store needs SQLite or PostgreSQL, not {conn.dialect.name}")
-
-
-def insert_ignore(conn: Connection, table, rows: list[dict], key: Sequence[str]) -> None:
-    """Inserts ``rows`` in one executemany, skipping those whose ``key`` already exists."""
-    if rows:
-        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key), rows)
 
 
 def upsert(conn: Connection, table, rows: list[dict], key: Sequence[str], where=None) -> None:
@@ -98,25 +114,43 @@ def upsert(conn: Connection, table, rows: list[dict], key: Sequence[str], where=
 # --- users -----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _resolve_statements(dialect: str) -> tuple:
+    """The lookups of ``resolve_ids``, built once per engine (each call only binds the ids)."""
+    return (
+        select(profiles.c.external_id, profiles.c.id).where(
+            bound_set(dialect, profiles.c.external_id, "ids")
+        ),
+        select(identity_links.c.alias_external_id, identity_links.c.user_id).where(
+            bound_set(dialect, identity_links.c.alias_external_id, "ids")
+        ),
+    )
+
+
+# Each answers in ONE row: the keys and the values as two aligned JSON arrays.
+_SQLITE_PROFILE_IDS = (
+    f"SELECT json_group_array(external_id), json_group_array(id) FROM {profiles.name} "
+    "WHERE external_id IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_ALIAS_IDS = (
+    f"SELECT json_group_array(alias_external_id), json_group_array(user_id) "
+    f"FROM {identity_links.name} WHERE alias_external_id IN (SELECT value FROM json_each(?))"
+)
+
+
 def resolve_ids(conn: Connection, external_ids: Iterable[str]) -> dict[str, int]:
     """Internal ids of known external ids, following identity links of merged aliases."""
     wanted = list(dict.fromkeys(external_ids))
     if not wanted:
         return {}
-    found: dict[str, int] = dict(
-        conn.execute(
-            select(profiles.c.external_id, profiles.c.id).where(
-                in_set(conn, profiles.c.external_id, wanted)
-            )
-        ).all()
-    )
-    found.update(
-        conn.execute(
-            select(identity_links.c.alias_external_id, identity_links.c.user_id).where(
-                in_set(conn, identity_links.c.alias_external_id, wanted)
-            )
-        ).all()
-    )
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        packed = (json.dumps(wanted),)
+        return _sqlite_pairs(conn, (_SQLITE_PROFILE_IDS, packed), (_SQLITE_ALIAS_IDS, packed))
+    params = {"ids": bound_set_value(dialect, wanted)}
+    by_profile, by_link = _resolve_statements(dialect)
+    found: dict[str, int] = dict(conn.execute(by_profile, params).all())
+    found.update(conn.execute(by_link, params).all())
     return found
 
 
@@ -180,8 +214,8 @@ def existing_user_ids(conn: Connection, user_ids: Iterable[int]) -> set[int]:
 def create_bare_profiles(conn: Connection, external_ids: Sequence[str], now_ms: int) -> dict[str, int]:
     """Creates profiles for ``external_ids`` in one statement; returns the ids it created.
 
-    An id another transaction created meanwhile is skipped (ON CONFLICT) and absent from
-    the result, so the caller resolves it again.
+    An id another transaction created meanwhile is skipped (ON CONFLICT); on PostgreSQL it
+    is absent from the result, so the caller resolves it again.
     """
     if not external_ids:
         return {}
@@ -192,20 +226,48 @@ def create_bare_profiles(conn: Connection, external_ids: Sequence[str], now_ms: 
             "ORDER BY n ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id",
             (now_ms, now_ms, json.dumps(list(external_ids))),
         ).all())
-    created: dict[str, int] = {}
-    for part in chunks(external_ids, SQLITE_ROWS_PER_INSERT):
-        holes = ",".join(["(?,?,?)"] * len(part))
-        params = [value for e in part for value in (e, now_ms, now_ms)]
-        created.update(conn.exec_driver_sql(
-            f"INSERT INTO profiles (external_id, created_ms, updated_ms) VALUES {holes} "
-            "ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id",
-            tuple(params),
-        ).all())
-    return created
+    # SQLite: created in arrival order (json_each's key), so internal ids follow first
+    # appearance; then read back in one row. That also returns ids another transaction
+    # created meanwhile, which the insert skipped.
+    packed = json.dumps(list(external_ids))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(
+            "INSERT INTO profiles (external_id, created_ms, updated_ms) "
+            "SELECT value, ?, ? FROM json_each(?) WHERE true ORDER BY key "
+            "ON CONFLICT (external_id) DO NOTHING",
+            (now_ms, now_ms, packed),
+        )
+    finally:
+        cursor.close()
+    return _sqlite_pairs(conn, (_SQLITE_PROFILE_IDS, (packed,)))
 
 
-# SQLite binds at most 32766 parameters per statement: 5000 rows of up to 6 columns fit.
-SQLITE_ROWS_PER_INSERT = 5000
+def _sqlite_pairs(conn: Connection, *statements: tuple) -> dict:
+    """The pairs answered by SQLite ``statements`` (sql, parameters), later ones winning.
+
+    Each statement answers in one row of two aligned JSON arrays (keys, values), read
+    through the transaction's DBAPI cursor. A row per pair cost more than the lookup: the
+    driver hands the interpreter lock back and forth for every row fetched (each wait up
+    to the switch interval while the stream's parser runs), and a batch's thousands of
+    SQLAlchemy Row objects set off full garbage-collector passes mid-stream.
+    """
+    cursor = conn.connection.cursor()
+    try:
+        found: dict = {}
+        for sql, parameters in statements:
+            keys, values = cursor.execute(sql, parameters).fetchone()
+            found.update(zip(json.loads(keys), json.loads(values)))
+        return found
+    finally:
+        cursor.close()
+
+
+# Rows per multi-row INSERT on SQLite. Preparing the statement costs more the more rows it
+# has (5,000 rows: about 20 ms, as long as inserting them) and is done again on every pooled
+# connection; at 500 rows preparing is cheap and inserting as fast per row. The text is the
+# same for every full chunk, so the driver's statement cache keeps it prepared.
+SQLITE_ROWS_PER_INSERT = 500
 
 EVENT_COLUMNS = "event_id, user_id, event_type, ts_ms, value, properties"
 
@@ -248,12 +310,98 @@ def insert_events(conn: Connection, rows: Sequence[tuple]) -> dict[str, int]:
     return stored
 
 
+def insert_new_events(conn: Connection, rows: Iterable[tuple]) -> int:
+    """Stores (event_id, user_id, event_type, ts_ms, value, properties JSON text) tuples,
+    skipping ids already stored; returns how many rows it stored.
+
+    ``insert_events`` without RETURNING, for a caller that only needs the count (see
+    ``ProfileCore._store_rows``).
+    """
+    if conn.dialect.name == "postgresql":
+        payload = json.dumps(list(rows), separators=(",", ":"))
+        if payload == "[]":
+            return 0
+        return conn.exec_driver_sql(
+            f"INSERT INTO events ({EVENT_COLUMNS}) "
+            "SELECT r->>0, (r->>1)::bigint, r->>2, (r->>3)::bigint, (r->>4)::float8, (r->>5)::json "
+            "FROM json_array_elements(%s::json) AS r ON CONFLICT (event_id) DO NOTHING",
+            (payload,),
+        ).rowcount
+    params = tuple(itertools.chain.from_iterable(rows))
+    width = len(EVENT_COLUMNS.split(","))
+    stored = 0
+    cursor = conn.connection.cursor()
+    try:
+        for part in chunks(params, SQLITE_ROWS_PER_INSERT * width):
+            holes = ",".join(["(?,?,?,?,?,?)"] * (len(part) // width))
+            cursor.execute(
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES {holes} "
+                "ON CONFLICT (event_id) DO NOTHING",
+                part,
+            )
+            stored += cursor.rowcount
+    finally:
+        cursor.close()
+    return stored
+
+
+def batch_engine(engine: Engine, connections: int) -> Engine | None:
+    """On a SQLite file, an engine of its own for event batches; None elsewhere.
+
+    Its connections never checkpoint the write-ahead log when they commit: a checkpoint
+    copies and syncs every page written since the last one, which made every few commits
+    several times slower than the others while the stream waited. The caller has it done
+    beside the next batch instead (see ``ProfileCore._checkpoint_soon``); every other
+    writer keeps SQLite's automatic checkpoints. The pool hands out the connection used
+    last, whose page cache and prepared statements are warm.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    batches = make_engine(
+        url.render_as_string(hide_password=False), pool_size=connections, pool_use_lifo=True
+    )
+
+    @event.listens_for(batches, "connect")
+    def _no_automatic_checkpoints(dbapi_connection, _record):
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+    return batches
+
+
+def checkpoint(conn: Connection) -> None:
+    """A passive SQLite checkpoint: copies what it can without waiting for anyone."""
+    conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def queue_for_publication(conn: Connection, event_ids: Sequence[str], now_ms: int) -> None:
+    """Puts stored events (by event id) on the publish backlog, once each."""
+    if not event_ids:
+        return
+    rows = select(events.c.id, literal(now_ms)).where(in_set(conn, events.c.event_id, event_ids))
+    conn.execute(
+        dialect_insert(conn, publish_backlog)
+        .from_select(["event_row_id", "queued_ms"], rows)
+        .on_conflict_do_nothing(index_elements=["event_row_id"])
+    )
+
+
+def _dict_rows(conn: Connection, statement) -> list[dict]:
+    """Rows as plain dicts read straight off the DBAPI cursor. The columns read this way
+    need no result processing (integers, floats, text; booleans are converted by callers),
+    and building a result row object per row cost more than the query for a batch read."""
+    result = conn.execute(statement)
+    try:
+        keys = list(result.keys())
+        return [dict(zip(keys, row)) for row in result.cursor.fetchall()]
+    finally:
+        result.close()
+
+
 def profile_rows(conn: Connection, user_ids: Sequence[int]) -> list:
     if not user_ids:
         return []
-    return conn.execute(
-        select(profiles).where(in_set(conn, profiles.c.id, user_ids))
-    ).mappings().all()
+    return _dict_rows(conn, select(profiles).where(in_set(conn, profiles.c.id, user_ids)))
 
 
 def attribute_rows(conn: Connection, user_ids: Sequence[int]) -> list:
@@ -268,9 +416,8 @@ def attribute_rows(conn: Connection, user_ids: Sequence[int]) -> list:
         type_coerce(c, Text).label(c.name) if c.name == "list_value" else c
         for c in profile_attributes.columns
     ]
-    return conn.execute(
-        select(*columns).where(in_set(conn, profile_attributes.c.user_id, user_ids))
-    ).mappings().all()
+    return _dict_rows(
+        conn, select(*columns).where(in_set(conn, profile_attributes.c.user_id, user_ids)))
 
 
 def live_tag_rows(conn: Connection, user_ids: Sequence[int], now_ms: int) -> list:

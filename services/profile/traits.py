@@ -25,16 +25,36 @@ Users without any event have no traits row; users who never purchased have null 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from sqlalchemy import Float, Numeric, and_, case, cast, delete, func, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Numeric,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from services.common.profile_tables import computed_traits, event_type_counts, events
 from services.profile.config import DAY_MS, ProfileConfig
-from services.profile.store import in_set
+from services.profile.store import bound_set, bound_set_value
 from services.profile.tables import rfm_breakpoints
+
+# The instants every statement below is bound to: traits describe ``as_of``, rows are stamped
+# ``now``. Bound rather than inlined, so each statement is built and compiled once per
+# configuration and engine (see ``_refresh_statements``) and reused for every batch.
+AS_OF = bindparam("as_of", type_=BigInteger)
+NOW = bindparam("now", type_=BigInteger)
 
 RFM_GROUPS = (
     "champions",
@@ -77,14 +97,13 @@ def _dimension_expr(dimension: str):
     return func.round(cast(computed_traits.c.monetary, Numeric), 2)
 
 
-def _aggregate_select(config: ProfileConfig, as_of_ms: int, now_ms: int, users=None):
+def _aggregate_select(config: ProfileConfig, users=None):
     """SELECT producing computed_traits rows from events, for all users or those ``users`` admits."""
-    is_purchase = events.c.event_type.in_(config.purchase_event_types)
-    window_start = (
-        as_of_ms - config.rfm_window_days * DAY_MS if config.rfm_window_days > 0 else None
-    )
+    # One bound parameter per type, not an expanding IN: that one is re-rendered per execution.
+    is_purchase = events.c.event_type.in_([literal(t) for t in config.purchase_event_types])
+    window_start = AS_OF - config.rfm_window_days * DAY_MS if config.rfm_window_days > 0 else None
     in_window = is_purchase if window_start is None else and_(is_purchase, events.c.ts_ms >= window_start)
-    where = [events.c.ts_ms <= as_of_ms]
+    where = [events.c.ts_ms <= AS_OF]
     if users is not None:
         where.append(users(events.c.user_id))
     agg = (
@@ -103,9 +122,9 @@ def _aggregate_select(config: ProfileConfig, as_of_ms: int, now_ms: int, users=N
         .subquery()
     )
     stage = case(
-        (agg.c.first_seen_ms > as_of_ms - config.lifecycle_new_days * DAY_MS, "new"),
-        (agg.c.last_seen_ms > as_of_ms - config.lifecycle_active_days * DAY_MS, "active"),
-        (agg.c.last_seen_ms > as_of_ms - config.lifecycle_dormant_days * DAY_MS, "dormant"),
+        (agg.c.first_seen_ms > AS_OF - config.lifecycle_new_days * DAY_MS, "new"),
+        (agg.c.last_seen_ms > AS_OF - config.lifecycle_active_days * DAY_MS, "active"),
+        (agg.c.last_seen_ms > AS_OF - config.lifecycle_dormant_days * DAY_MS, "dormant"),
         else_="churned",
     )
     columns = [
@@ -114,24 +133,24 @@ def _aggregate_select(config: ProfileConfig, as_of_ms: int, now_ms: int, users=N
     ]
     query = select(
         agg.c.user_id,
-        (cast(literal(as_of_ms) - agg.c.last_purchase_ms, Float) / DAY_MS).label("recency_days"),
+        (cast(AS_OF - agg.c.last_purchase_ms, Float) / DAY_MS).label("recency_days"),
         agg.c.frequency,
         agg.c.monetary,
         stage.label("lifecycle_stage"),
         agg.c.first_seen_ms,
         agg.c.last_seen_ms,
         agg.c.last_purchase_ms,
-        literal(as_of_ms).label("as_of_ms"),
-        literal(now_ms).label("updated_ms"),
+        AS_OF.label("as_of_ms"),
+        NOW.label("updated_ms"),
     )
     return columns, query
 
 
-def _counts_select(as_of_ms: int, now_ms: int, users=None):
+def _counts_select(users=None):
     def within(days: int):
-        return func.sum(case((events.c.ts_ms > as_of_ms - days * DAY_MS, 1), else_=0))
+        return func.sum(case((events.c.ts_ms > AS_OF - days * DAY_MS, 1), else_=0))
 
-    where = [events.c.ts_ms <= as_of_ms]
+    where = [events.c.ts_ms <= AS_OF]
     if users is not None:
         where.append(users(events.c.user_id))
     columns = ["user_id", "event_type", "count_7d", "count_30d", "count_90d", "count_total", "updated_ms"]
@@ -143,22 +162,12 @@ def _counts_select(as_of_ms: int, now_ms: int, users=None):
             within(30),
             within(90),
             func.count(),
-            literal(now_ms),
+            NOW,
         )
         .where(*where)
         .group_by(events.c.user_id, events.c.event_type)
     )
     return columns, query
-
-
-def _load_breakpoints(conn: Connection) -> dict[str, dict[int, float | None]] | None:
-    rows = conn.execute(select(rfm_breakpoints)).mappings().all()
-    if not rows:
-        return None
-    out: dict[str, dict[int, float | None]] = {d: {} for d in DIMENSIONS}
-    for row in rows:
-        out[row["dimension"]][row["score"]] = row["min_value"]
-    return out
 
 
 def _compute_breakpoints(conn: Connection) -> tuple[dict[str, dict[int, float | None]], int]:
@@ -214,21 +223,58 @@ def _group_expr():
     return case(*whens, else_=None)
 
 
-def _apply_scores(conn: Connection, breakpoints, users=None) -> None:
+def _score_statements(breakpoints, users=None) -> tuple:
+    """The two UPDATEs scoring users against ``breakpoints`` (all users, or those ``users`` admits)."""
     where = [computed_traits.c.last_purchase_ms.is_not(None)]
     if users is not None:
         where.append(users(computed_traits.c.user_id))
-    conn.execute(
-        update(computed_traits)
-        .where(*where)
-        .values(
-            r_score=_score_expr("r", breakpoints["r"]),
-            f_score=_score_expr("f", breakpoints["f"]),
-            m_score=_score_expr("m", breakpoints["m"]),
-        )
+    scored = update(computed_traits).where(*where).values(
+        r_score=_score_expr("r", breakpoints["r"]),
+        f_score=_score_expr("f", breakpoints["f"]),
+        m_score=_score_expr("m", breakpoints["m"]),
     )
     # A second statement: the group reads the scores the first one just wrote.
-    conn.execute(update(computed_traits).where(*where).values(rfm_group=_group_expr()))
+    return scored, update(computed_traits).where(*where).values(rfm_group=_group_expr())
+
+
+def _apply_scores(conn: Connection, breakpoints) -> None:
+    for statement in _score_statements(breakpoints):
+        conn.execute(statement)
+
+
+def _users_filter(dialect: str):
+    """``column IN :users`` in the dialect's one-parameter form (see ``store.bound_set``)."""
+    return lambda column: bound_set(dialect, column, "users")
+
+
+@functools.lru_cache(maxsize=32)
+def _refresh_statements(config: ProfileConfig, dialect: str) -> tuple:
+    """The statements of ``refresh_users``, built once per configuration and engine.
+
+    Built per call, they cost more Python (construction, cache keys) than the SQLite work
+    of a 5,000-event batch's refresh; reused, SQLAlchemy finds each compiled form at once.
+    """
+    users = _users_filter(dialect)
+    aggregate_columns, aggregate = _aggregate_select(config, users)
+    count_columns, counts = _counts_select(users)
+    return (
+        delete(computed_traits).where(users(computed_traits.c.user_id)),
+        delete(event_type_counts).where(users(event_type_counts.c.user_id)),
+        _insert_or_replace(dialect, computed_traits, ["user_id"], aggregate_columns, aggregate),
+        _insert_or_replace(
+            dialect, event_type_counts, ["user_id", "event_type"], count_columns, counts
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _refresh_score_statements(frozen_breakpoints: tuple, dialect: str) -> tuple:
+    """``_score_statements`` for the touched users, built once per set of breakpoints."""
+    breakpoints = {dimension: dict(values) for dimension, values in frozen_breakpoints}
+    return _score_statements(breakpoints, _users_filter(dialect))
+
+
+_BREAKPOINTS = select(rfm_breakpoints.c.dimension, rfm_breakpoints.c.score, rfm_breakpoints.c.min_value)
 
 
 def refresh_users(
@@ -237,29 +283,29 @@ def refresh_users(
     """Recomputes the traits of ``user_ids`` only (after an ingested batch); returns users.
 
     A handful of set statements whatever the number of users: each binds the whole id set
-    as one parameter (see ``store.in_set``), so a flush of thousands of events costs the
+    as one parameter (see ``store.bound_set``), so a flush of thousands of events costs the
     same round trips as a single event.
     """
     ids = sorted(set(user_ids))
     if not ids:
         return 0
-
-    def users(column):
-        return in_set(conn, column, ids)
-
-    breakpoints = _load_breakpoints(conn)
-    conn.execute(delete(computed_traits).where(users(computed_traits.c.user_id)))
-    conn.execute(delete(event_type_counts).where(users(event_type_counts.c.user_id)))
-    columns, query = _aggregate_select(config, as_of_ms, now_ms, users)
-    _insert_or_replace(conn, computed_traits, ["user_id"], columns, query)
-    columns, query = _counts_select(as_of_ms, now_ms, users)
-    _insert_or_replace(conn, event_type_counts, ["user_id", "event_type"], columns, query)
-    if breakpoints is not None:
-        _apply_scores(conn, breakpoints, users)
+    dialect = conn.dialect.name
+    params = {"users": bound_set_value(dialect, ids), "as_of": as_of_ms, "now": now_ms}
+    rows = conn.execute(_BREAKPOINTS).all()
+    for statement in _refresh_statements(config, dialect):
+        conn.execute(statement, params)
+    if rows:
+        frozen: dict[str, list] = {d: [] for d in DIMENSIONS}
+        for dimension, score, min_value in sorted(rows):
+            frozen[dimension].append((score, min_value))
+        for statement in _refresh_score_statements(
+            tuple((d, tuple(v)) for d, v in frozen.items()), dialect
+        ):
+            conn.execute(statement, params)
     return len(ids)
 
 
-def _insert_or_replace(conn: Connection, table, key: list[str], columns: list[str], query) -> None:
+def _insert_or_replace(dialect: str, table, key: list[str], columns: list[str], query):
     """INSERT .. SELECT of freshly computed rows, replacing rows of the same key.
 
     The rows were just deleted, but on PostgreSQL another transaction refreshing the same
@@ -267,25 +313,23 @@ def _insert_or_replace(conn: Connection, table, key: list[str], columns: list[st
     this one commits; the conflict clause then overwrites instead of failing. SQLite runs
     one writer at a time, so a plain insert cannot conflict there.
     """
-    if conn.dialect.name != "postgresql":
-        conn.execute(table.insert().from_select(columns, query))
-        return
+    if dialect != "postgresql":
+        return table.insert().from_select(columns, query)
     stmt = postgresql.insert(table).from_select(columns, query)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=key, set_={c: stmt.excluded[c] for c in columns if c not in key}
-        )
+    return stmt.on_conflict_do_update(
+        index_elements=key, set_={c: stmt.excluded[c] for c in columns if c not in key}
     )
 
 
 def recompute_all(conn: Connection, config: ProfileConfig, as_of_ms: int, now_ms: int) -> dict:
     """Rebuilds every user's traits, the quintile breakpoints and every score and group."""
+    params = {"as_of": as_of_ms, "now": now_ms}
     conn.execute(delete(computed_traits))
     conn.execute(delete(event_type_counts))
-    columns, query = _aggregate_select(config, as_of_ms, now_ms)
-    conn.execute(computed_traits.insert().from_select(columns, query))
-    columns, query = _counts_select(as_of_ms, now_ms)
-    conn.execute(event_type_counts.insert().from_select(columns, query))
+    columns, query = _aggregate_select(config)
+    conn.execute(computed_traits.insert().from_select(columns, query), params)
+    columns, query = _counts_select()
+    conn.execute(event_type_counts.insert().from_select(columns, query), params)
     breakpoints, population = _compute_breakpoints(conn)
     conn.execute(delete(rfm_breakpoints))
     conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -99,6 +100,129 @@ def test_ingestion_is_idempotent_and_published(core, redis_url):
     assert fields["event_id"] == "e0" and fields["external_id"] == "u0"
     assert json.loads(fields["properties"]) == {"sku": "x"}
     assert int(fields["user_id"]) == core.get_profile("u0").user_id
+
+
+def test_announcements_carry_every_field_as_text(core):
+    # The exact text consumers of profile:events read: value as Python's repr (no digits
+    # lost), empty without one; properties as compact JSON, '{}' without any.
+    now = core.now_ms()
+    core.ingest_events([
+        purchase("a1", "u1", now - 1000, 0.1 + 0.2),
+        EventIn("a2", "u1", "view", now - 500, None, {"sku": ("string", "x")}),
+    ])
+    user_id = str(core.get_profile("u1").user_id)
+    assert [fields for _, fields in core.redis.xrange(EVENTS_STREAM)] == [
+        {"event_id": "a1", "user_id": user_id, "external_id": "u1", "event_type": "purchase",
+         "ts_ms": str(now - 1000), "value": "0.30000000000000004", "properties": "{}"},
+        {"event_id": "a2", "user_id": user_id, "external_id": "u1", "event_type": "view",
+         "ts_ms": str(now - 500), "value": "", "properties": '{"sku":"x"}'},
+    ]
+
+
+def test_stream_announces_each_stored_event_once_in_commit_order(make_core):
+    # Batches of 3: announcements encoded while a batch is written are used when exactly
+    # those events are stored; a batch with a re-sent event is announced without it.
+    core = make_core(stream_flush_events=3)
+    now = core.now_ms()
+    rows = [(f"o{i}", f"u{i % 2}", "view", now - 1000 + i, None if i % 2 else 0.5 + i, None)
+            for i in range(7)]
+    stream = core.open_stream()
+    stream.add(rows[:4])
+    stream.add([rows[1]] + rows[4:])  # o1 again: already stored by the first batch
+    assert stream.finish() == (7, 1)
+    core.close()
+    user_ids = {e: str(core.get_profile(e).user_id) for e in ("u0", "u1")}
+    assert [fields for _, fields in core.redis.xrange(EVENTS_STREAM)] == [
+        {"event_id": event_id, "user_id": user_ids[user], "external_id": user,
+         "event_type": "view", "ts_ms": str(ts), "value": "" if value is None else repr(value),
+         "properties": "{}"}
+        for event_id, user, _type, ts, value, _props in rows
+    ]
+
+
+def test_events_stream_is_trimmed_to_about_its_cap(make_core):
+    core = make_core(events_stream_maxlen=100)
+    now = core.now_ms()
+    result = core.ingest_events([purchase(f"c{i}", f"u{i % 7}", now - i, 1.0) for i in range(1000)])
+    assert result.accepted == 1000
+    # Trimmed approximately ('~'), in whole stream nodes: never below the cap.
+    assert 100 <= core.redis.xlen(EVENTS_STREAM) < 1000
+
+
+def test_batch_partly_stored_before_counts_and_announces_only_new_events(make_core):
+    # A re-sent stream: the first INSERT stores fewer rows than it was given, so the batch is
+    # redone naming exactly what was stored; duplicates within the batch count too.
+    core = make_core(rfm_window_days=0)
+    now = core.now_ms()
+    rows = [(f"p{i}", "mixed", "purchase", now - 1000 * i, 1.0 + i, None) for i in range(4)]
+    assert core.write_rows(rows[:2])[:2] == (2, 0)
+    stored, duplicates, announced, touched = core.write_rows(rows + [rows[3]])
+    assert (stored, duplicates) == (2, 3)
+    assert list(announced.event_ids) == ["p2", "p3"]
+    assert touched == {core.get_profile("mixed").user_id}
+    assert set(announced.user_ids) == touched
+    got = core.get_traits("mixed")
+    assert got["traits"]["frequency"] == 4 and got["traits"]["monetary"] == 10.0
+    assert [c["count_total"] for c in got["event_counts"]] == [4]
+    with core.engine.connect() as conn:
+        assert conn.execute(select(events.c.id)).all().__len__() == 4
+
+
+def test_stream_checker_tells_zero_from_unset(core):
+    # The stream's checker asks for presence only when a field reads zero: a value of 0.0
+    # and a timestamp at the epoch are kept, an unset value is None, an unset timestamp is
+    # refused by the full checks, naming the field.
+    from google.protobuf import timestamp_pb2
+
+    from marketing.profile.v1 import profile_service_pb2 as pb
+    from services.profile.servicer import event_in
+
+    def wire(event_id, seconds=None, nanos=0, value=None, **props):
+        message = pb.Event(event_id=event_id, user_id="z", event_type="purchase")
+        if seconds is not None:
+            message.timestamp.CopyFrom(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+        if value is not None:
+            message.value = value
+        for key, text in props.items():
+            message.properties[key].string_value = text
+        return message
+
+    checker = core.event_checker(core.now_ms(), event_in)
+    got = checker.columns(
+        [wire("a", 0, value=0.0), wire("b", 5, 7_000_000), wire("c", 1, value=-2.5),
+         wire("d", 2, sku="x")],
+        "events",
+    )
+    assert list(got.event_ids) == ["a", "b", "c", "d"]
+    assert list(got.ts_ms) == [0, 5007, 1000, 2000]
+    assert list(got.values) == [0.0, None, -2.5, None]
+    assert list(got.properties) == [None, None, None, '{"sku":"x"}']
+    with pytest.raises(InvalidArgument) as refused:
+        checker.columns([wire("e", 1), wire("f")], "events")
+    assert refused.value.violations[0][0] == "events[1].timestamp"
+
+
+def test_sqlite_batches_commit_without_checkpoint_and_the_log_is_checkpointed_after(make_core):
+    core = make_core()
+    if core.engine.dialect.name != "sqlite":
+        pytest.skip("the write-ahead log is SQLite's")
+    database = core.engine.url.database
+    with core.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = os.path.getsize(database)
+    now = core.now_ms()
+    rows = [(f"w{i}", f"u{i % 50}", "purchase", now - i, 1.0, None) for i in range(3000)]
+    assert core.write_rows(rows)[:2] == (3000, 0)
+    with core._batches.connect() as conn:  # the batches' own connections
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    with core.engine.connect() as conn:  # every other writer keeps automatic checkpoints
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() > 0
+    core._checkpointer.submit(lambda: None).result()  # the checkpoint thread is done
+    # The batch's pages reached the database file without anyone else checkpointing.
+    assert os.path.getsize(database) > before
+    with core.engine.connect() as conn:
+        busy, logged, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        assert busy == 0 and logged == copied
 
 
 def test_unknown_user_create_or_refuse(make_core):
@@ -309,6 +433,18 @@ def test_publish_backlog_when_redis_is_down(make_core, redis_url):
     assert core.drain_publish_backlog() == 2
     assert [f["event_id"] for _, f in core.redis.xrange(EVENTS_STREAM)] == ["q1", "q2"]
     assert core.drain_publish_backlog() == 0
+
+
+def test_publish_backlog_survives_a_drain_while_redis_is_still_down(make_core, redis_url):
+    core = make_core()
+    down = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    core.redis = down
+    now = core.now_ms()
+    assert core.ingest_events([purchase("s1", "u", now, 1.0), purchase("s2", "u", now, 2.0)]).accepted == 2
+    assert core.drain_publish_backlog() == 0  # still down: nothing went out, nothing dropped
+    core.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert core.drain_publish_backlog() == 2
+    assert [f["event_id"] for _, f in core.redis.xrange(EVENTS_STREAM)] == ["s1", "s2"]
 
 
 def test_list_profiles_pages_and_filters(core):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from services.scoring.features import (
     check_known,
     iter_feature_chunks,
     load_features,
+    load_row,
     now_ms,
 )
 from services.scoring.onnx_model import LoadedModel, OutputSpec
@@ -40,6 +42,7 @@ from services.scoring.training import (
 from services.scoring.writeback import ScoreWriter
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_model_ref(ref: str, field: str = "model") -> tuple[str, int | str]:
     """``models/{m}/versions/{n}``, ``models/{m}@{alias}`` or ``models/{m}`` (production)."""
     if "/versions/" in ref or "@" in ref:
@@ -170,18 +173,37 @@ class ScoringCore:
             raise InvalidArgument("users", f"at most {self.config.max_users_per_call} per call")
         if external_ids and user_ids:
             raise InvalidArgument("users", "give external ids or internal ids, not both")
+        if count == 1 and loaded.direct:
+            return self._score_one(loaded, external_ids[0] if external_ids else user_ids[0],
+                                   bool(external_ids), as_of_ms)
         batch = load_features(self.profile_engine, loaded.specs,
                               external_ids=external_ids or None,
                               user_ids=None if external_ids else user_ids, as_of_ms=as_of_ms)
-        scores = np.full(len(batch), np.nan)
-        if batch.found.all():
+        found = batch.found
+        if found.all():
             scores = loaded.run(batch.numeric, batch.strings)
-        elif batch.found.any():
-            found = batch.found
-            scores[found] = loaded.run(batch.numeric[found],
-                                       {i: c[found] for i, c in batch.strings.items()})
+        else:
+            scores = np.full(len(batch), np.nan)
+            if found.any():
+                scores[found] = loaded.run(batch.numeric[found],
+                                           {i: c[found] for i, c in batch.strings.items()})
         return ScoredBatch(loaded.resource_name, batch.external_ids, batch.user_ids,
                            batch.found, scores)
+
+    def _score_one(self, loaded: LoadedModel, key, by_external: bool,
+                   as_of_ms: int | None) -> ScoredBatch:
+        """One user, for a model fed one float matrix: the row read goes straight into the
+        model's input (missing values take their defaults there), with no batch to build."""
+        if not by_external:
+            key = int(key)
+        row = load_row(self.profile_engine, loaded.specs, key, by_external=by_external,
+                       as_of_ms=as_of_ms)
+        if row is None:
+            return ScoredBatch(loaded.resource_name, [key if by_external else ""],
+                               np.array([0 if by_external else key], dtype=np.int64),
+                               np.zeros(1, dtype=bool), np.full(1, np.nan))
+        return ScoredBatch(loaded.resource_name, [row[1]], np.array([row[0]], dtype=np.int64),
+                           np.ones(1, dtype=bool), loaded.run_values(row[2:], 1))
 
     def score_rows(self, ref: str, columns: Sequence[str], values: np.ndarray,
                    string_columns: Sequence[str] = (), string_values: Sequence[str] = (),

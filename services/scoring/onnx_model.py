@@ -263,8 +263,12 @@ class LoadedModel:
         """Scores a batch; returns float64 scores, one per row."""
         if numeric.shape[0] == 0:
             return np.empty(0)
-        return self._scores(self.session.run(self._output_names,
-                                             self.feeds(numeric, strings or {}))[0])
+        direct = self._direct
+        if direct is not None and not strings:
+            feeds = {direct.name: numeric.astype(direct.dtype, copy=numeric.dtype != direct.dtype)}
+        else:
+            feeds = self.feeds(numeric, strings or {})
+        return self._scores(self.session.run(self._output_names, feeds)[0])
 
     def _scores(self, out: np.ndarray) -> np.ndarray:
         if out.ndim == 2:

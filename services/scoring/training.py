@@ -388,8 +388,9 @@ Progress = Callable[[int, str], None]
 
 def train(engine: Engine, request: TrainingRequest, progress: Progress,
           cancelled: Callable[[], bool], threads: int = 1) -> dict[str, Any]:
-    """Runs the whole training; returns the ONNX bytes, schema, output, metrics and lineage.
-    Raises InvalidArgument for a request the data cannot support."""
+    """Runs the whole training; returns the ONNX bytes, schema, output, metrics and lineage,
+    and the fitted scikit-learn pipeline (kept in memory only, for comparisons). Raises
+    InvalidArgument for a request the data cannot support."""
     from threadpoolctl import threadpool_limits
 
     # OpenMP pools sized to every core fight the server's own threads (and each other) on a
@@ -458,4 +459,5 @@ def _train(engine: Engine, request: TrainingRequest, progress: Progress,
                          if isinstance(v, (int, float, str, bool)) or v is None}
     stage(90, "registering")
     return {"onnx_bytes": onnx_bytes, "features": specs,
-            "output": OutputSpec("probabilities", 1), "metrics": metrics, "lineage": lineage}
+            "output": OutputSpec("probabilities", 1), "metrics": metrics, "lineage": lineage,
+            "pipeline": pipeline}

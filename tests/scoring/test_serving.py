@@ -134,3 +134,57 @@ def test_event_features_are_bounded_by_the_scoring_instant(served, bank_url):
     assert batch.numeric[0].tolist() == [5.0, 3.0, 10.0, 1.0]
     assert batch.numeric[1].tolist() == [0.0, 0.0, 0.0, -1.0]
     engine.dispose()
+
+
+def test_one_user_path_agrees_with_the_batch_path(served, bank_url):
+    # One user takes its own statement (a primary-key subquery per attribute) and goes
+    # straight into the model; it must score exactly as the batch lookup does, with defaults
+    # for missing attributes and a per-user "not found" for unknown ids.
+    from sqlalchemy import delete
+
+    from services.common.db import make_engine
+    from services.common.profile_tables import profile_attributes
+
+    engine = make_engine(bank_url)
+    with engine.begin() as conn:
+        # User 3 loses cc_avg, which then takes its default (0.0).
+        conn.execute(delete(profile_attributes).where(
+            profile_attributes.c.user_id == 3, profile_attributes.c.name == "cc_avg"))
+    engine.dispose()
+    ids = [1, 2, 3, 4]
+    batch = served.score_users("models/loan", user_ids=[*ids, 999_999])
+    for position, user in enumerate(ids):
+        one = served.score_users("models/loan", user_ids=[user])
+        assert one.found.tolist() == [True]
+        assert one.user_ids.tolist() == [user]
+        assert one.external_ids == [batch.external_ids[position]]
+        assert one.scores[0] == batch.scores[position]
+        by_name = served.score_users("models/loan", external_ids=[batch.external_ids[position]])
+        assert by_name.scores[0] == batch.scores[position]
+        assert by_name.user_ids.tolist() == [user]
+    assert np.isfinite(batch.scores[:4]).all()
+    income, age = _attribute(bank_url, 3, "income"), _attribute(bank_url, 3, "age")
+    _, defaulted = served.score_rows("models/loan", ["income", "age"], [income, age])
+    assert batch.scores[2] == pytest.approx(defaulted[0])
+    missing = served.score_users("models/loan", user_ids=[999_999])
+    assert missing.found.tolist() == [False] and np.isnan(missing.scores[0])
+    assert missing.user_ids.tolist() == [999_999] and missing.external_ids == [""]
+    ghost = served.score_users("models/loan", external_ids=["ghost-9"])
+    assert ghost.found.tolist() == [False] and ghost.external_ids == ["ghost-9"]
+    assert ghost.user_ids.tolist() == [0]
+
+
+def _attribute(url: str, user: int, name: str) -> float:
+    from sqlalchemy import select
+
+    from services.common.db import make_engine
+    from services.common.profile_tables import profile_attributes
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(profile_attributes.c.num_value).where(
+                profile_attributes.c.user_id == user,
+                profile_attributes.c.name == name)).scalar_one()
+    finally:
+        engine.dispose()

@@ -1,8 +1,9 @@
-"""Feature assembly and the training population on PostgreSQL (the same SQL as on SQLite)."""
+"""Feature assembly and the training population on SQLite and PostgreSQL (the same SQL)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy import insert
 
 from services.common.db import make_engine, migrate
@@ -13,7 +14,13 @@ from services.common.profile_tables import (
     profile_attributes,
     profiles,
 )
-from services.scoring.features import DAY_MS, FeatureSpec, iter_feature_chunks, load_features
+from services.scoring.features import (
+    DAY_MS,
+    FeatureSpec,
+    iter_feature_chunks,
+    load_features,
+    release_connections,
+)
 from services.scoring.training import LabelSpec, build_dataset
 
 CUTOFF = 1_700_000_000_000
@@ -31,7 +38,10 @@ SPECS = [
 ]
 
 
-def test_features_and_population_on_postgresql(pg_url):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_features_and_population(backend, request, tmp_path):
+    pg_url = (request.getfixturevalue("pg_url") if backend == "postgresql"
+              else f"sqlite:///{tmp_path / 'profile.db'}")
     migrate("profile", pg_url)
     engine = make_engine(pg_url)
     with engine.begin() as conn:
@@ -90,5 +100,20 @@ def test_features_and_population_on_postgresql(pg_url):
     data = build_dataset(read, SPECS, label, CUTOFF)
     assert data.user_ids.tolist() == [1, 2, 3, 4]
     assert data.y.tolist() == [0, 1, 1, 0]
+    assert_one_user_reads_match(read)
+    release_connections(read)  # lookups keep driver connections outside the engine's pool
     read.dispose()
     engine.dispose()
+
+
+def assert_one_user_reads_match(engine) -> None:
+    """One user is read by its own statement (subqueries, not joins): the same values."""
+    batch = load_features(engine, SPECS, user_ids=[1, 2, 3, 4, 5], as_of_ms=CUTOFF)
+    for position, user in enumerate(batch.user_ids.tolist()):
+        one = load_features(engine, SPECS, user_ids=[user], as_of_ms=CUTOFF)
+        np.testing.assert_array_equal(one.numeric[0], batch.numeric[position])
+        for i, column in batch.strings.items():
+            assert one.strings[i][0] == column[position]
+        by_name = load_features(engine, SPECS, external_ids=[f"u{user}"], as_of_ms=CUTOFF)
+        np.testing.assert_array_equal(by_name.numeric[0], batch.numeric[position])
+    assert load_features(engine, SPECS, user_ids=[99], as_of_ms=CUTOFF).found.tolist() == [False]

@@ -40,11 +40,17 @@ def markdown(results: list[dict], meta: dict) -> str:
         if "error" in r:
             lines.append(f"| {r['name']} | error: {r['error']} | | | | | no |")
             continue
-        met = r["ratio"] >= r["goal"] if r.get("higher_is_better", True) else r["ratio"] <= r["goal"]
-        goal = ("≥ " if r.get("higher_is_better", True) else "≤ ") + f"{r['goal']:g}"
+        if r.get("goal") is None:
+            # A figure shown for context beside a goal row, with no goal of its own.
+            met, goal = "—", "—"
+        else:
+            hit = (r["ratio"] >= r["goal"] if r.get("higher_is_better", True)
+                   else r["ratio"] <= r["goal"])
+            met = "yes" if hit else "no"
+            goal = ("≥ " if r.get("higher_is_better", True) else "≤ ") + f"{r['goal']:g}"
         lines.append(
             f"| {r['name']} | {r['figure']:.4g} | {r['anchor']:.4g} | {r['unit']} | "
-            f"{r['ratio']:.2f} | {goal} | {'yes' if met else 'no'} |"
+            f"{r['ratio']:.2f} | {goal} | {met} |"
         )
     notes = [f"- {r['name']}: {r['notes']}" for r in results if r.get("notes")]
     if notes:
@@ -78,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             if "error" not in row:
                 print(f"   {row['name']}: {row['figure']:.4g} vs {row['anchor']:.4g} {row['unit']}"
-                      f" -> ratio {row['ratio']:.2f} (goal {row['goal']:g})", flush=True)
+                      f" -> ratio {row['ratio']:.2f}"
+                      + (f" (goal {row['goal']:g})" if row.get("goal") is not None else ""),
+                      flush=True)
         results += rows
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
     meta = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,8 +20,25 @@ from services.common.config import SERVICE_DEFAULTS, SERVICE_NAMES
 pytestmark = pytest.mark.slow
 
 
+def _free_offset() -> int:
+    """A port offset at which all eight of the suite's ports are free right now. The shifted
+    ports fall in the kernel's ephemeral range, so another test's client socket may hold one."""
+    for _ in range(50):
+        offset = random.randrange(1000, 9000)
+        ports = [d[k] + offset for d in SERVICE_DEFAULTS.values()
+                 for k in ("grpc_port", "metrics_port")]
+        try:
+            for port in ports:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return offset
+    raise AssertionError("no free port offset found")
+
+
 def test_launcher_starts_four_serving_services_with_reflection(tmp_path):
-    offset = random.randrange(1000, 9000)
+    offset = _free_offset()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DATA_DIR=str(tmp_path / "var"), MKT_RUN_PORT_OFFSET=str(offset))
     proc = subprocess.Popen([sys.executable, "-m", "services.run"], env=env,
@@ -39,6 +57,7 @@ def test_launcher_starts_four_serving_services_with_reflection(tmp_path):
         for service, defaults in SERVICE_DEFAULTS.items():
             address = f"127.0.0.1:{defaults['grpc_port'] + offset}"
             assert f"{address}" in output, output
+            assert "NOT SERVING" not in output, output
             with grpc.insecure_channel(address) as channel:
                 health = health_pb2_grpc.HealthStub(channel)
                 for name in ("", SERVICE_NAMES[service]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -59,6 +60,19 @@ class ScoredBatch:
     user_ids: np.ndarray
     found: np.ndarray
     scores: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserScores:
+    """Scores of the users asked for, in the order asked, as plain lists (what a response is
+    built from); ``found`` False marks a user the profile store lacks, whose score is NaN and
+    whose other id is empty (0 or "")."""
+
+    model: str
+    external_ids: list[str]
+    user_ids: list[int]
+    found: list[bool]
+    scores: list[float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +178,7 @@ class ScoringCore:
 
     def score_users(self, ref: str, *, external_ids: Sequence[str] | None = None,
                     user_ids: Sequence[int] | None = None,
-                    as_of_ms: int | None = None) -> ScoredBatch:
+                    as_of_ms: int | None = None) -> UserScores:
         loaded = self._model(ref)
         count = len(external_ids or []) + len(user_ids or [])
         if count == 0:
@@ -187,23 +201,23 @@ class ScoringCore:
             if found.any():
                 scores[found] = loaded.run(batch.numeric[found],
                                            {i: c[found] for i, c in batch.strings.items()})
-        return ScoredBatch(loaded.resource_name, batch.external_ids, batch.user_ids,
-                           batch.found, scores)
+        return UserScores(loaded.resource_name, batch.external_ids, batch.user_ids.tolist(),
+                          found.tolist(), scores.tolist())
 
     def _score_one(self, loaded: LoadedModel, key, by_external: bool,
-                   as_of_ms: int | None) -> ScoredBatch:
+                   as_of_ms: int | None) -> UserScores:
         """One user, for a model fed one float matrix: the row read goes straight into the
-        model's input (missing values take their defaults there), with no batch to build."""
+        model's bound input (missing values take their defaults there), with no batch or
+        array built around it."""
         if not by_external:
             key = int(key)
         row = load_row(self.profile_engine, loaded.specs, key, by_external=by_external,
                        as_of_ms=as_of_ms)
         if row is None:
-            return ScoredBatch(loaded.resource_name, [key if by_external else ""],
-                               np.array([0 if by_external else key], dtype=np.int64),
-                               np.zeros(1, dtype=bool), np.full(1, np.nan))
-        return ScoredBatch(loaded.resource_name, [row[1]], np.array([row[0]], dtype=np.int64),
-                           np.ones(1, dtype=bool), loaded.run_values(row[2:], 1))
+            return UserScores(loaded.resource_name, [key if by_external else ""],
+                              [0 if by_external else key], [False], [math.nan])
+        return UserScores(loaded.resource_name, [row[1]], [row[0]], [True],
+                          [loaded.score_row(row[2:])])
 
     def score_rows(self, ref: str, columns: Sequence[str], values: np.ndarray,
                    string_columns: Sequence[str] = (), string_values: Sequence[str] = (),

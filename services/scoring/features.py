@@ -187,6 +187,13 @@ def _bool_as_number(column):
                 (column.is_(False), literal_column("0.0", Float)), else_=None)
 
 
+def _name_constant(name: str):
+    """An attribute name written into the SQL text as a quoted literal. Names are checked by
+    the profile service (lower-case letters, digits, underscores); quotes are doubled all the
+    same. Bound instead, a twenty-feature lookup binds twenty strings on every call."""
+    return literal_column("'" + name.replace("'", "''") + "'", Text)
+
+
 def _attribute_value(spec: FeatureSpec, alias):
     if spec.is_string:
         return alias.c.str_value
@@ -203,7 +210,7 @@ def _column_for(spec: FeatureSpec, index: int, as_of: Any, joins: dict[str, Any]
     ``scalar``, attributes are read by correlated scalar subqueries instead of joins."""
     if spec.source == "attribute":
         alias = profile_attributes.alias(f"a{index}")
-        on = and_(alias.c.user_id == profiles.c.id, alias.c.name == spec.key)
+        on = and_(alias.c.user_id == profiles.c.id, alias.c.name == _name_constant(spec.key))
         if scalar:
             return select(_attribute_value(spec, alias)).where(on).scalar_subquery()
         joins[alias.name] = (alias, on)

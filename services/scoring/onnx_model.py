@@ -241,6 +241,7 @@ class LoadedModel:
                                 and only.dtype in (np.float32, np.float64)) else None
         self._direct_defaults = (self.numeric_defaults.astype(self._direct.dtype)
                                  if self._direct is not None else None)
+        self._row_slots = threading.local()
         self._layouts: dict[tuple, ColumnLayout] = {}
 
     @property
@@ -295,6 +296,39 @@ class LoadedModel:
                 np.copyto(matrix, self._direct_defaults,
                           where=missing & np.isfinite(self.numeric_defaults))
         return self._scores(self.session.run(self._output_names, {feed.name: matrix})[0])
+
+    def score_row(self, values) -> float:
+        """The score of one row of every feature in schema order (only when ``direct``), as a
+        sequence of numbers with None or NaN for missing values, which take their feature's
+        default. The online path: each thread keeps one input row and one output buffer
+        bound to the session, so a call copies the values in, runs, and reads one number;
+        no arrays are built per call."""
+        slot = getattr(self._row_slots, "slot", None)
+        if slot is None:
+            slot = self._row_slots.slot = self._bind_row()
+        binding, row, out, _ = slot
+        row[0] = values
+        if self.has_numeric_defaults:
+            missing = np.isnan(row[0])
+            if missing.any():
+                np.copyto(row[0], self._direct_defaults,
+                          where=missing & np.isfinite(self.numeric_defaults))
+        self.session.run_with_iobinding(binding)
+        return float(out[0, self.output.column] if out.ndim == 2 else out[0])
+
+    def _bind_row(self) -> tuple:
+        """This thread's input row and output buffer, bound to the session. The output's
+        shape and type for one row are learnt by scoring a row of zeros."""
+        feed = self._direct
+        row = np.zeros((1, len(self.specs)), dtype=feed.dtype)
+        probe = self.session.run(self._output_names, {feed.name: row})[0]
+        out = np.empty_like(probe)
+        value = ort.OrtValue.ortvalue_from_numpy(row)  # shares the row's memory
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(feed.name, value)
+        binding.bind_output(self.output.name, "cpu", 0, out.dtype, list(out.shape),
+                            out.ctypes.data)
+        return binding, row, out, value
 
     def layout(self, columns: tuple[str, ...], string_columns: tuple[str, ...]) -> ColumnLayout:
         """Where each named column goes in the schema, checked once per set of names and

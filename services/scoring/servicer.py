@@ -419,11 +419,9 @@ class ScoringServicer(pb_grpc.ScoringServiceServicer):
         result = self.core.score_users(request.model,
                                        external_ids=list(request.external_ids) or None,
                                        user_ids=list(request.user_ids) or None, as_of_ms=as_of)
-        scores = result.scores.tolist()
-        found = result.found.tolist()
-        ids = result.user_ids.tolist()
         response = pb.ScoreUsersResponse(model_version=result.model)
-        for external, user, ok, score in zip(result.external_ids, ids, found, scores):
+        for external, user, ok, score in zip(result.external_ids, result.user_ids,
+                                             result.found, result.scores):
             if ok:
                 response.scores.add(external_id=external, user_id=user, found=True, score=score)
             else:

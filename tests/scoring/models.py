@@ -12,15 +12,17 @@ FEATURES = [FeatureSpec("income", "attribute", "income"), FeatureSpec("age", "at
             FeatureSpec("cc_avg", "attribute", "cc_avg", default=0.0)]
 
 
-def logistic_onnx(width: int = 3, seed: int = 0) -> bytes:
-    """A logistic regression on ``width`` float columns, input "features"."""
+def logistic_onnx(width: int = 3, seed: int = 0, loc=0.0, scale=1.0) -> bytes:
+    """A logistic regression on ``width`` float columns, input "features", fitted on normal
+    columns of the given means and spreads (per column or for all)."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(200, width)).astype(np.float32)
-    y = (x[:, 0] + rng.normal(scale=0.5, size=200) > 0).astype(int)
+    standard = rng.normal(size=(200, width))
+    x = (standard * np.asarray(scale) + np.asarray(loc)).astype(np.float32)
+    y = (standard[:, 0] + rng.normal(scale=0.5, size=200) > 0).astype(int)
     model = LogisticRegression().fit(x, y)
     onx = to_onnx(model, initial_types=[("features", FloatTensorType([None, width]))],
                   options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})

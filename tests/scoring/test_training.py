@@ -278,7 +278,8 @@ def test_lookalike_from_a_seed_segment(bank_core):
     scored = bank_core.score_users(f"models/cd-lookalike/versions/{op.result['version']}",
                                    external_ids=[f"bank-{i}" for i in df["ID"]])
     is_seed = np.isin(np.array(scored.external_ids), seeds)
-    assert scored.scores[is_seed].mean() > 3 * scored.scores[~is_seed].mean()
+    scores = np.array(scored.scores)
+    assert scores[is_seed].mean() > 3 * scores[~is_seed].mean()
 
 
 def test_string_features_are_one_hot_encoded(bank_url, make_core):

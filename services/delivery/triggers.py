@@ -50,6 +50,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from services.common.errors import InvalidArgument, NotFound
+from services.common.streams import consume_until
 from services.delivery import model
 from services.delivery.core import DeliveryCore, Funnel
 from services.delivery.store import dialect_insert
@@ -516,14 +517,15 @@ class TriggerEngine:
         return int(self.redis.zcard(DUE_KEY)) + int(self.redis.zcard(INFLIGHT_KEY))
 
     def run(self, stop, block_ms: int = 1000) -> None:
-        """The worker loop: read events, fire due timers, until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                self.poll(block_ms)
-                self.fire_due()
-            except Exception:
-                log.exception("trigger pass failed")
-                stop.wait(1.0)
+        """The worker loop: read events, fire due timers, until ``stop`` is set. After a
+        Redis or database outage the groups are created again before reading: a Redis that
+        restarted without its data has lost the streams and their groups with them."""
+
+        def once() -> None:
+            self.poll(block_ms)
+            self.fire_due()
+
+        consume_until(stop, self._ensure_groups, once, log, "trigger")
 
 
 def _not_key(d: Definition) -> str:

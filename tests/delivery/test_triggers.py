@@ -15,6 +15,7 @@ from services.delivery.triggers import (
     CLAIM_SCRIPT,
     DUE_KEY,
     EVENTS_STREAM,
+    GROUP,
     INFLIGHT_KEY,
     MEMBERSHIP_STREAM,
     TIMERS_KEY,
@@ -229,3 +230,31 @@ def test_bad_triggers_are_refused_naming_the_field(trigger, field):
     plan_spec = spec([touch("remind", external_ids=["u1"])])
     assert field in [f for f, _ in validate_trigger(trigger, plan_spec, "remind")]
     assert validate_trigger(REMINDER, plan_spec, "remind") == []
+
+
+def test_the_worker_recovers_when_redis_loses_its_streams(sqlite_url, redis_url, profile_url,
+                                                          streams):
+    # A Redis restarted without its data has no streams and no consumer groups: the worker
+    # must create them again and go on firing, not fail on every read from then on.
+    import threading
+    import time
+
+    trigger = TriggerSpec(kind="event", event_type="registered")
+    core, plan, engine, clock = world(sqlite_url, redis_url, profile_url, users=3,
+                                      trigger=trigger)
+    stop = threading.Event()
+    worker = threading.Thread(target=engine.run, args=(stop, 50), daemon=True)
+    worker.start()
+    try:
+        streams.delete(EVENTS_STREAM, MEMBERSHIP_STREAM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not sink_recipients(core):
+            # Published until a pass has recreated the group and read it.
+            publish(streams, f"r{int(time.monotonic() * 1000)}", 2, "registered", clock())
+            time.sleep(0.3)
+        assert set(sink_recipients(core)) == {"u2"}
+        assert GROUP in {g["name"].decode() for g in streams.xinfo_groups(EVENTS_STREAM)}
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()

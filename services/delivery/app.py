@@ -12,7 +12,7 @@ import threading
 
 from services.common.config import Settings, env_bool, env_float, env_int, env_str
 from services.common.db import make_engine
-from services.common.streams import GroupReader
+from services.common.streams import GroupReader, consume_until
 from services.common.errors import Unavailable
 from services.common.redis_client import connect_redis
 from services.delivery import caps as caps_mod
@@ -213,12 +213,10 @@ class EffectWorkers:
         return added
 
     def _attribution_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.attribute_once()
-            except Exception:
-                log.exception("attribution pass failed")
-                self._stop.wait(1.0)
+        # The group is checked again after every failure: a Redis restarted without its
+        # data has lost the stream and the group.
+        consume_until(self._stop, self.attribution_reader.ensure_group, self.attribute_once,
+                      log, "attribution")
 
     def effects_once(self) -> None:
         """Follow-ups, open races of live plans, opt-out retries, then the gauges."""

@@ -11,7 +11,7 @@ from services.delivery.caps import CapRule
 from services.delivery.followups import FollowUps, FollowUpSpec, validate_followup
 from services.delivery.outcomes import Attribution, GoalEvent
 from services.delivery.tables import sends
-from services.delivery.tables_effects import followups
+from services.delivery.tables_effects import followups, outcomes
 from services.delivery.triggers import Fire, TriggeredSender
 from tests.delivery.conftest import Clock, approved_plan, build_core, make_profiles, spec, touch
 
@@ -72,3 +72,47 @@ def test_follow_up_path(sqlite_url, redis_url, profile_url):
 def test_bad_follow_up_rules_name_the_field(rule, field):
     plan_spec = spec([touch("offer", external_ids=["u1"])])
     assert field in [f for f, _ in validate_followup(rule, plan_spec, "offer")]
+
+
+def test_attribution_recovers_when_redis_loses_the_events_stream(sqlite_url, redis_url,
+                                                                 profile_url):
+    # A Redis restarted without its data has lost profile:events and the attribution group;
+    # the attribution loop must create the group again and credit goal events from then on.
+    import threading
+    import time
+
+    import redis
+
+    from services.delivery.app import EffectWorkers
+    from services.delivery.triggers import EVENTS_STREAM
+
+    profiles = make_profiles(profile_url, [{"consents": {"push": True}}] * 2)
+    clock = Clock()
+    core = build_core(sqlite_url, redis_url, profiles, clock=clock)
+    plan = approved_plan(core, spec([touch("offer", body="20% off", external_ids=["u1"])]))
+    assert TriggeredSender(core).send([Fire(plan.id, "offer", 1, "start-1")]).sent == 1
+    client = redis.Redis.from_url(redis_url)
+    client.delete(EVENTS_STREAM)
+    workers = EffectWorkers(core, client, intake=None, stats=None)
+    workers.attribution_reader.ensure_group()
+    client.delete(EVENTS_STREAM)  # the stream and its group are gone
+    loop = threading.Thread(target=workers._attribution_loop, daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 20
+        credited = 0
+        while time.monotonic() < deadline and not credited:
+            client.xadd(EVENTS_STREAM, {"event_id": f"pay-{time.monotonic_ns()}", "user_id": 1,
+                                        "event_type": "order_paid", "ts_ms": clock(),
+                                        "value": "30"})
+            time.sleep(0.3)
+            with core.store.engine.connect() as conn:
+                credited = conn.execute(select(outcomes.c.id).where(
+                    outcomes.c.kind == "converted", outcomes.c.user_id == 1)).first()
+        assert credited
+    finally:
+        workers._stop.set()
+        loop.join(10)
+        client.delete(EVENTS_STREAM)
+        client.close()
+    assert not loop.is_alive()

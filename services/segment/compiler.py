@@ -113,6 +113,12 @@ def _contains_default(element, compiler, **kw):
     raise CompileError(f"'contains' on a string list is not supported on {compiler.dialect.name}")
 
 
+def bound_list(column, values: Sequence) -> list:
+    """One bound parameter per value: an IN list rendered in the SQL text, not expanded at
+    execution, so the compiled text of a rule can be kept and run again as it is."""
+    return [literal(v, column.type) for v in values]
+
+
 def compare(column, op: Op, values: Sequence, list_column: bool = False) -> ColumnElement:
     """``column <op> values`` with every value a bound parameter."""
     if op is Op.EXISTS:
@@ -120,9 +126,9 @@ def compare(column, op: Op, values: Sequence, list_column: bool = False) -> Colu
     if op is Op.BETWEEN:
         return column.between(values[0], values[1])
     if op is Op.IN:
-        return column.in_(list(values))
+        return column.in_(bound_list(column, values))
     if op is Op.NOT_IN:
-        return column.not_in(list(values))
+        return column.not_in(bound_list(column, values))
     if op is Op.CONTAINS:
         if list_column:
             return json_list_contains(column, bindparam(None, values[0]))
@@ -187,8 +193,11 @@ class Compiler:
     """Turns trees into statements selecting user ids; one instance per evaluation.
 
     ``now_ms`` anchors every relative window, so the same rule gives the same audience for
-    the same instant. ``restrict_ids`` limits the evaluation to some users (real-time
-    re-checks): it is pushed into every subquery so engines never scan the whole store.
+    the same instant. Every value derived from it is a named bound parameter (``before_now``,
+    recorded in ``instants``), so a statement built once can run at another instant with new
+    values for those names alone (``PreparedRules``). ``restrict_ids`` limits the evaluation
+    to some users (real-time re-checks): it is pushed into every subquery so engines never
+    scan the whole store.
     ``dialect`` (the read engine's dialect name) picks the semi-join spelling that engine
     plans best; the result is the same on every engine.
 
@@ -214,6 +223,8 @@ class Compiler:
             if restrict_ids is not None else None
         )
         self._inlining: list[int] = []
+        # Bound parameter name -> how many ms before ``now_ms`` its value lies.
+        self.instants: dict[str, int] = {}
 
     # Entry points.
     def statement(self, rule: Condition):
@@ -326,12 +337,19 @@ class Compiler:
     def _users(self, column) -> list:
         return [column.in_(self.restrict)] if self.restrict is not None else []
 
+    def before_now(self, column, ms: int = 0):
+        """The instant ``ms`` before now, as a parameter named after ``ms`` (one per offset:
+        every use of it has the same value)."""
+        name = f"as_of_minus_{ms}" if ms else "as_of"
+        self.instants[name] = ms
+        return bindparam(name, self.now_ms - ms, type_=column.type)
+
     def window(self, ts, window: Window) -> list:
         if isinstance(window, Duration):
-            return [ts > self.now_ms - window.ms, ts <= self.now_ms]
+            return [ts > self.before_now(ts, window.ms), ts <= self.before_now(ts)]
         if isinstance(window, AbsoluteWindow):
             return [ts >= window.start_ms, ts < window.end_ms]
-        return [ts <= self.now_ms]
+        return [ts <= self.before_now(ts)]
 
     def property_filter(self, table, item: PropertyFilter) -> ColumnElement:
         element = table.c.properties[item.property]
@@ -393,8 +411,9 @@ class Compiler:
 
     def _TagCondition(self, node: TagCondition) -> Members:
         tags = pt.profile_tags
+        expires = tags.c.expires_ms
         where = [tags.c.tag == node.tag,
-                 or_(tags.c.expires_ms.is_(None), tags.c.expires_ms > self.now_ms)]
+                 or_(expires.is_(None), expires > self.before_now(expires))]
         return self._leaf(tags.c.user_id, where, unique=True, rank=RANK_KEYED,
                           positive=node.present)
 
@@ -450,12 +469,12 @@ class Compiler:
         where = [*self.event_filters(first, node.first), *self.window(first.c.ts_ms, node.window)]
         if node.within is not None:
             follow.append(second.c.ts_ms <= first.c.ts_ms + node.within.ms)
-        follow.append(second.c.ts_ms <= self.now_ms)
+        follow.append(second.c.ts_ms <= self.before_now(second.c.ts_ms))
         followed = exists(select(literal(1)).select_from(second).where(*follow))
         if node.then_absent:
             if node.within is not None:
                 # Only a first event whose deadline has passed can show the absence.
-                where.append(first.c.ts_ms <= self.now_ms - node.within.ms)
+                where.append(first.c.ts_ms <= self.before_now(first.c.ts_ms, node.within.ms))
             where.append(not_(followed))
         else:
             where.append(followed)
@@ -464,13 +483,13 @@ class Compiler:
 
     def _RfmCondition(self, node: RfmCondition) -> Members:
         traits = pt.computed_traits
-        return self._leaf(traits.c.user_id, [traits.c.rfm_group.in_(list(node.groups))],
-                          unique=True, rank=RANK_KEYED)
+        groups = traits.c.rfm_group.in_(bound_list(traits.c.rfm_group, node.groups))
+        return self._leaf(traits.c.user_id, [groups], unique=True, rank=RANK_KEYED)
 
     def _LifecycleCondition(self, node: LifecycleCondition) -> Members:
         traits = pt.computed_traits
-        return self._leaf(traits.c.user_id, [traits.c.lifecycle_stage.in_(list(node.stages))],
-                          unique=True, rank=RANK_KEYED)
+        stages = traits.c.lifecycle_stage.in_(bound_list(traits.c.lifecycle_stage, node.stages))
+        return self._leaf(traits.c.user_id, [stages], unique=True, rank=RANK_KEYED)
 
     def _ConsentCondition(self, node: ConsentCondition) -> Members:
         consents = pt.consents

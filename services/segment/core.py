@@ -22,6 +22,7 @@ from services.common.errors import (
 )
 from services.segment.catalog import CatalogCache
 from services.segment.compiler import Compiler
+from services.segment.prepared import PreparedRules
 from services.segment.rules import Condition, referenced_segments
 from services.segment.store import SegmentStore
 from services.segment.text import RuleSyntaxError, format_rule, parse_rule_with_positions
@@ -104,6 +105,8 @@ class SegmentCore:
         self.store = SegmentStore(engine)
         self.read_engine = read_engine
         self.catalog = catalog
+        # Rules built and compiled once for estimates and snapshots.
+        self.prepared = PreparedRules(read_engine.dialect)
         self.clock = clock
         # How long a decoded snapshot is served from memory before its stored metadata is
         # read again (one indexed row): another replica may have deleted the segment.
@@ -154,9 +157,9 @@ class SegmentCore:
                         self.resolve, restrict_ids, self.read_engine.dialect.name)
 
     def estimate(self, rule: Condition, now_ms: int | None = None) -> int:
-        statement = self.compiler(now_ms).count_statement(rule)
+        now = self.now_ms() if now_ms is None else now_ms
         with self.read_engine.connect() as connection:
-            return int(connection.execute(statement).scalar_one())
+            return self.prepared.count(connection, rule, self.catalog.get(), now, self.resolve)
 
     def preview(self, rule: Condition, limit: int, now_ms: int | None = None
                 ) -> list[tuple[int, str]]:
@@ -170,15 +173,10 @@ class SegmentCore:
             return [(int(i), e) for i, e in connection.execute(statement).all()]
 
     def evaluate(self, rule: Condition, now_ms: int) -> BitMap:
-        """Every member's internal id, as a bitmap built from the engine's result stream."""
-        statement = self.compiler(now_ms).statement(rule)
-        members = BitMap()
+        """Every member's internal id, as a bitmap built from the engine's result."""
         with self.read_engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=65536).execute(
-                statement)
-            for part in result.scalars().partitions(65536):
-                members.update(part)
-        return members
+            return self.prepared.members(connection, rule, self.catalog.get(), now_ms,
+                                         self.resolve)
 
     # Segments.
     def _segment(self, row: dict) -> Segment:

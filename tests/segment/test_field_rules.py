@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from services.segment.compiler import compile_rule
+from services.segment.prepared import PreparedRules
 from services.segment.text import format_rule, parse_rule
 from services.segment.validate import check_rule
 from tests.segment.conftest import DAY, HOUR, NOW, Population
@@ -19,6 +20,11 @@ def members(engine: Engine, catalog, text: str) -> set[int]:
             compile_rule(rule, catalog, NOW, dialect=engine.dialect.name)).scalars())
         # The engine's own semi-join spelling and the portable one select the same users.
         assert set(connection.execute(compile_rule(rule, catalog, NOW)).scalars()) == found
+        # So do the service's kept statements, first built at another instant.
+        prepared = PreparedRules(engine.dialect)
+        prepared.count(connection, rule, catalog, NOW - 30 * DAY)
+        assert set(prepared.members(connection, rule, catalog, NOW)) == found
+        assert prepared.count(connection, rule, catalog, NOW) == len(found)
     return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.segment.compiler import compile_rule
+from services.segment.prepared import PreparedRules
 from services.segment.text import parse_rule
 from services.segment.validate import check_rule
 from tests.segment.conftest import DAY, MINUTE, NOW, Population
@@ -20,6 +21,13 @@ def run(engine, catalog, text, segments=None, restrict=None) -> set[int]:
         found = set(connection.execute(statement).scalars())
         # The engine's own semi-join spelling and the portable one select the same users.
         assert set(connection.execute(portable).scalars()) == found
+        if restrict is None:
+            # The service's kept statement, built at another instant and run at NOW with
+            # the instants bound again, selects and counts the same users.
+            prepared = PreparedRules(engine.dialect)
+            prepared.members(connection, rule, catalog, NOW - 7 * DAY, resolve)
+            assert set(prepared.members(connection, rule, catalog, NOW, resolve)) == found
+            assert prepared.count(connection, rule, catalog, NOW, resolve) == len(found)
     return found
 
 

@@ -772,7 +772,46 @@ class ProfileCore:
         return found[external_id]
 
     def get_profile(self, external_id: str) -> Profile:
-        return self.batch_get_profiles([external_id], field="name")[0]
+        """One profile (an alias resolves to the merged user), read in one statement; the
+        same Profile ``batch_get_profiles`` returns for that id."""
+        self._check_external_id("name", external_id)
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # One statement sees one snapshot by itself: without a transaction around
+                # it, the driver's BEGIN and the pool's ROLLBACK are two round trips fewer
+                # (they cost more than the read).
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = store.one_profile_rows(conn, external_id, self.now_ms())
+            if not rows or rows[0][0] != 0:
+                raise NotFound("profile", f"profiles/{external_id}")
+            (_k, user_id, found_id, created_ms, updated_ms, time_zone, quiet_start, quiet_end,
+             notifications_disabled, app_uninstalled) = rows[0][:10]
+            profile = Profile(
+                external_id=found_id,
+                user_id=user_id,
+                created_ms=created_ms,
+                updated_ms=updated_ms,
+                time_zone=time_zone,
+                quiet_start_minute=quiet_start,
+                quiet_end_minute=quiet_end,
+                notifications_disabled=bool(notifications_disabled),
+                app_uninstalled=bool(app_uninstalled),
+            )
+            attributes = [row for row in rows if row[0] == 1]
+            if attributes:
+                catalog = self._read_catalog(conn, {row[2] for row in attributes})
+                for (_k, _, name, ts_value, _, str_value, _, _, bool_value, _, num_value,
+                     list_value) in attributes:
+                    declared = catalog.get(name)
+                    if declared is None:
+                        continue
+                    kind = declared["value_type"]
+                    stored = {"str_value": str_value, "num_value": num_value,
+                              "bool_value": bool_value, "ts_value": ts_value,
+                              "list_value": list_value}
+                    profile.attributes[name] = (kind, value_from_row(kind, stored))
+        profile.tags = [(row[2], row[3]) for row in rows if row[0] == 2]
+        return profile
 
     def batch_get_profiles(self, external_ids: Sequence[str], field: str = "names") -> list[Profile]:
         """Profiles in the order asked (aliases resolve to the merged user); all or nothing."""

@@ -331,7 +331,9 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         return pb.CreateProfileResponse(profile=profile_out(created))
 
     def GetProfile(self, request, context):
-        return pb.GetProfileResponse(profile=profile_out(self.core.get_profile(profile_id(request.name))))
+        response = pb.GetProfileResponse()
+        fill_profile(response.profile, self.core.get_profile(profile_id(request.name)))
+        return response
 
     def BatchGetProfiles(self, request, context):
         if not request.names:

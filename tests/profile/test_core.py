@@ -522,3 +522,46 @@ def test_reads_see_an_attribute_another_replica_just_declared(make_core):
     # The reader's cached catalogue lacks "tier": the stored value makes it reload at once.
     assert reader.get_profile("u1").attributes == {"age": ("number", 30.0),
                                                    "tier": ("string", "gold")}
+
+
+def test_get_profile_is_the_batch_read_of_one_user(core, clock):
+    """The one-statement read of GetProfile returns what the set reads of BatchGetProfiles
+    return: every kind of attribute, live tags in tag order, a tag lapsing at its expiry
+    instant left out, an alias resolving to the user it was merged into."""
+    for name, kind in (("age", "number"), ("city", "string"), ("vip", "bool"),
+                       ("seen", "timestamp"), ("brands", "string_list"), ("none", "string_list")):
+        core.create_attribute(name, kind, "", False)
+    now = core.now_ms()
+    attributes = {"age": ("number", -31.25), "city": ("string", "Zürich"), "vip": ("bool", True),
+                  "seen": ("timestamp", -86_400_123), "brands": ("string_list", ["b", "a"]),
+                  "none": ("string_list", [])}
+    core.create_profile(Profile(
+        "full", attributes=attributes, time_zone="Asia/Tokyo", quiet_start_minute=1320,
+        quiet_end_minute=480, notifications_disabled=True,
+        tags=[("zeta", None), ("soon", now + 60_000), ("alpha", now + 120_000)]))
+    core.create_profile(Profile("bare"))
+    core.ingest_events([purchase("a1", "device-7", now - 1000, 1.0)])
+    core.merge_identity("device-7", "full")
+
+    def both(external_id):
+        single = core.get_profile(external_id)
+        assert [single] == core.batch_get_profiles([external_id])
+        return single
+
+    full = both("full")
+    assert full.attributes == attributes
+    assert full.tags == [("alpha", now + 120_000), ("soon", now + 60_000), ("zeta", None)]
+    assert (full.time_zone, full.quiet_start_minute, full.quiet_end_minute) == (
+        "Asia/Tokyo", 1320, 480)
+    assert full.notifications_disabled and not full.app_uninstalled
+    assert both("device-7") == full
+    bare = both("bare")
+    assert (bare.attributes, bare.tags, bare.quiet_start_minute) == ({}, [], None)
+    assert bare.user_id != full.user_id
+    clock.now_s = (now + 60_000) / 1000  # the instant "soon" lapses
+    assert [t for t, _ in both("full").tags] == ["alpha", "zeta"]
+    with pytest.raises(NotFound):
+        core.get_profile("nobody")
+    with pytest.raises(InvalidArgument) as err:
+        core.get_profile("no/slashes")
+    assert err.value.violations[0][0] == "name"

@@ -101,6 +101,45 @@ def test_profile_crud_over_grpc(start):
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_get_profile_message_is_the_batch_message(start):
+    """GetProfile and BatchGetProfiles answer the same Profile message for a user (every
+    attribute kind, tags with and without expiry, quiet hours), also when named by an alias."""
+    stub = start()()
+    kinds = {"age": common_pb2.VALUE_TYPE_NUMBER, "city": common_pb2.VALUE_TYPE_STRING,
+             "vip": common_pb2.VALUE_TYPE_BOOL, "seen": common_pb2.VALUE_TYPE_TIMESTAMP,
+             "brands": common_pb2.VALUE_TYPE_STRING_LIST}
+    for name, kind in kinds.items():
+        stub.CreateAttribute(pb.CreateAttributeRequest(
+            attribute=pb.Attribute(name=f"attributes/{name}", value_type=kind)))
+    later = now_ms() + 3_600_000
+    attributes = {
+        "age": common_pb2.Value(number_value=41.5),
+        "city": common_pb2.Value(string_value="Lyon"),
+        "vip": common_pb2.Value(bool_value=False),
+        "seen": common_pb2.Value(timestamp_value=ts(1_700_000_000_123)),
+        "brands": common_pb2.Value(string_list_value=common_pb2.StringList(values=["x", "y"])),
+    }
+    stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(
+        external_id="m1", attributes=attributes, time_zone="Europe/Paris",
+        tags=[pb.Tag(tag="vip"), pb.Tag(tag="trial", expire_time=ts(later))],
+        quiet_hours=pb.QuietHours(start_minute=0, end_minute=420), app_uninstalled=True)))
+    stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="m2")))
+    stub.MergeIdentity(pb.MergeIdentityRequest(name="profiles/m1", anonymous_id="cookie-1"))
+    for name in ("profiles/m1", "profiles/m2", "profiles/cookie-1"):
+        single = stub.GetProfile(pb.GetProfileRequest(name=name)).profile
+        batch = stub.BatchGetProfiles(pb.BatchGetProfilesRequest(names=[name])).profiles
+        assert [single] == list(batch), name
+    got = stub.GetProfile(pb.GetProfileRequest(name="profiles/cookie-1")).profile
+    assert got.name == "profiles/m1" and dict(got.attributes) == attributes
+    assert [(t.tag, t.HasField("expire_time")) for t in got.tags] == [("trial", True), ("vip", False)]
+    assert got.tags[0].expire_time == ts(later)
+    assert got.HasField("quiet_hours") and got.quiet_hours.end_minute == 420
+    assert not stub.GetProfile(pb.GetProfileRequest(name="profiles/m2")).profile.HasField("quiet_hours")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetProfile(pb.GetProfileRequest(name="profiles/nobody"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_ingest_stream_traits_and_contactability(start, redis_url):
     stub_for = start(rfm_window_days=0)
     stub = stub_for("service")

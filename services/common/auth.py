@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import hmac
+import hashlib
 
 from services.common.config import ApiKey
 from services.common.errors import PermissionDenied, Unauthenticated
@@ -73,14 +73,27 @@ def authenticate(metadata, api_keys: dict[str, ApiKey], allow_anonymous: bool) -
         if allow_anonymous:
             return ANONYMOUS
         raise Unauthenticated("missing credential: send 'authorization: Bearer <key>'")
-    # Compare against every key in constant time so timing does not reveal prefixes.
-    found = None
-    for key, entry in api_keys.items():
-        if hmac.compare_digest(key.encode(), credential.encode()):
-            found = entry
+    found = _by_digest(api_keys).get(hashlib.sha256(credential.encode()).digest())
     if found is None:
         raise Unauthenticated("unknown credential")
-    return Principal(found.subject, found.roles)
+    return found
+
+
+# Keys are looked up by their SHA-256 digest: the lookup's timing depends on the digest of
+# what was presented, never on how many leading characters it shares with a real key, and
+# one hash replaces a constant-time comparison with every configured key.
+_DIGESTS: tuple[dict[str, ApiKey], dict[bytes, Principal]] | None = None
+
+
+def _by_digest(api_keys: dict[str, ApiKey]) -> dict[bytes, Principal]:
+    global _DIGESTS
+    cached = _DIGESTS
+    if cached is not None and cached[0] is api_keys:
+        return cached[1]
+    table = {hashlib.sha256(key.encode()).digest(): Principal(entry.subject, entry.roles)
+             for key, entry in api_keys.items()}
+    _DIGESTS = (api_keys, table)
+    return table
 
 
 def authorize(principal: Principal, allowed: frozenset[str], method: str) -> None:

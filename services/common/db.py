@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pathlib
+import time
 import zlib
 
 from sqlalchemy import BigInteger, Integer, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 
 from services.common.config import env_int
 
@@ -46,7 +48,7 @@ def make_engine(url: str, read_only: bool = False, **kwargs) -> Engine:
 
         return engine
     if backend == "postgresql":
-        kwargs.setdefault("pool_pre_ping", True)
+        ping_idle_s = kwargs.pop("ping_idle_s", PING_IDLE_SECONDS)
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
         connect_args = kwargs.setdefault("connect_args", {})
@@ -56,8 +58,38 @@ def make_engine(url: str, read_only: bool = False, **kwargs) -> Engine:
             given = parsed.query.get("options", "")
             given = " ".join(given) if isinstance(given, tuple) else given
             connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
-        return create_engine(url, **kwargs)
+        engine = create_engine(url, **kwargs)
+        if not kwargs.get("pool_pre_ping"):
+            _ping_after_idle(engine, ping_idle_s)
+        return engine
     return create_engine(url, **kwargs)
+
+
+# A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
+PING_IDLE_SECONDS = 5.0
+
+
+def _ping_after_idle(engine: Engine, idle_s: float) -> None:
+    """Checks a connection that sat idle in the pool for more than ``idle_s`` seconds before
+    handing it out, and replaces it when the server has dropped it (a restart, a failover, an
+    idle timeout). Pinging on every checkout, as ``pool_pre_ping`` does, adds a round trip to
+    every call of a busy service; a connection returned a moment ago is almost always alive,
+    and if not, the call fails once as UNAVAILABLE and the caller retries."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _handed_out(dbapi_connection, record, _proxy):
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out another (or a new one).
+            raise DisconnectionError("connection dropped while idle") from exc
 
 
 def migrations_dir(service: str) -> pathlib.Path:

@@ -70,3 +70,32 @@ def test_concurrent_migrations_on_postgres_take_turns(pg_url):
         versions = conn.execute(sa.text("SELECT count(*) FROM alembic_version_profile")).scalar()
     engine.dispose()
     assert versions == 1
+
+
+def test_postgres_connections_dropped_while_idle_are_replaced_and_busy_ones_not_pinged(pg_url):
+    # A connection idle past the threshold is pinged at checkout; one the server dropped
+    # (here terminated by another session) is replaced without the caller seeing an error.
+    import time
+
+    engine = make_engine(pg_url, ping_idle_s=0.2, pool_size=1, max_overflow=0)
+    killer = make_engine(pg_url)
+    pings = []
+    real_ping = engine.dialect.do_ping
+    engine.dialect.do_ping = lambda dbapi_connection: pings.append(1) or real_ping(
+        dbapi_connection)
+    try:
+        with engine.connect() as conn:
+            first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        # Used again at once: handed out without a ping.
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() == first
+        assert pings == []
+        with killer.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({first})").scalar()
+        time.sleep(0.4)
+        with engine.connect() as conn:
+            second = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert second != first and pings
+    finally:
+        engine.dispose()
+        killer.dispose()

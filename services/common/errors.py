@@ -163,7 +163,17 @@ def translate(exc: BaseException) -> ServiceError | None:
         return Unavailable("database connection lost", retry_after_s=1.0)
     if isinstance(exc, sa_errors.TimeoutError):  # connection pool exhausted
         return Unavailable("database connection pool exhausted", retry_after_s=0.5)
+    # Hot paths run some lookups on the driver's own cursor, whose errors reach here
+    # unwrapped; PEP 249 names the classes alike in every driver.
+    if _is_driver_error(exc, ("OperationalError", "InterfaceError")) \
+            and _looks_like_connection_error(exc):
+        return Unavailable("database unavailable", retry_after_s=1.0)
     return None
+
+
+def _is_driver_error(exc: BaseException, names: tuple[str, ...]) -> bool:
+    return any(cls.__name__ in names and cls.__module__.split(".")[0] != "sqlalchemy"
+               for cls in type(exc).__mro__)
 
 
 def _looks_like_connection_error(exc) -> bool:

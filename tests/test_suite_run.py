@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,30 +13,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from services.cli.suite_process import free_port_offset
 from services.common.config import SERVICE_DEFAULTS, SERVICE_NAMES
 
 pytestmark = pytest.mark.slow
 
 
-def _free_offset() -> int:
-    """A port offset at which all eight of the suite's ports are free right now. The shifted
-    ports fall in the kernel's ephemeral range, so another test's client socket may hold one."""
-    for _ in range(50):
-        offset = random.randrange(1000, 9000)
-        ports = [d[k] + offset for d in SERVICE_DEFAULTS.values()
-                 for k in ("grpc_port", "metrics_port")]
-        try:
-            for port in ports:
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return offset
-    raise AssertionError("no free port offset found")
-
-
 def test_launcher_starts_four_serving_services_with_reflection(tmp_path):
-    offset = _free_offset()
+    offset = free_port_offset()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DATA_DIR=str(tmp_path / "var"), MKT_RUN_PORT_OFFSET=str(offset))
     proc = subprocess.Popen([sys.executable, "-m", "services.run"], env=env,

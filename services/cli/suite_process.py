@@ -6,6 +6,7 @@ import os
 import pathlib
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,13 +17,32 @@ from services.common.config import SERVICE_DEFAULTS
 READY_LINE = "Ctrl-C stops the suite"
 
 
+def free_port_offset(tries: int = 50) -> int:
+    """A port offset at which the suite's eight ports are free now. The offsets drawn put the
+    gRPC ports above and the metrics ports below Linux's default ephemeral range
+    (32768-60999), where the kernel never hands one to a client socket of another program;
+    each port is also checked by binding it."""
+    for _ in range(tries):
+        offset = random.randrange(11_000, 15_400)
+        ports = [d[k] + offset for d in SERVICE_DEFAULTS.values()
+                 for k in ("grpc_port", "metrics_port")]
+        try:
+            for port in ports:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return offset
+    raise RuntimeError("no port offset with eight free ports found")
+
+
 class SuiteProcess:
     """The four services as child processes with their own data directory and log file."""
 
     def __init__(self, data_dir: pathlib.Path, offset: int | None = None,
                  extra_env: dict[str, str] | None = None):
         self.data_dir = pathlib.Path(data_dir)
-        self.offset = offset if offset is not None else random.randrange(1000, 9000)
+        self.offset = offset if offset is not None else free_port_offset()
         self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir / "suite.log"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import random
 import re
 import subprocess
 import sys
 
 import pytest
 from PIL import Image
+
+from services.cli.suite_process import free_port_offset
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     done = subprocess.run(
         [sys.executable, "-m", "services.cli.demo", "--quick", "--out", str(out),
-         "--port-offset", str(random.randrange(1000, 9000))],
+         "--port-offset", str(free_port_offset())],
         capture_output=True, text=True, timeout=240, check=False)
     return done, out
 

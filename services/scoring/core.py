@@ -20,7 +20,7 @@ from services.scoring.features import (
     check_known,
     iter_feature_chunks,
     load_features,
-    load_row,
+    UserReader,
     now_ms,
 )
 from services.scoring.onnx_model import LoadedModel, OutputSpec
@@ -180,6 +180,12 @@ class ScoringCore:
                     user_ids: Sequence[int] | None = None,
                     as_of_ms: int | None = None) -> UserScores:
         loaded = self._model(ref)
+        if loaded.direct:
+            # One user, the online path: straight to its own lookup and the bound row.
+            if user_ids is not None and len(user_ids) == 1 and not external_ids:
+                return self._score_one(loaded, user_ids[0], False, as_of_ms)
+            if external_ids is not None and len(external_ids) == 1 and not user_ids:
+                return self._score_one(loaded, external_ids[0], True, as_of_ms)
         count = len(external_ids or []) + len(user_ids or [])
         if count == 0:
             raise InvalidArgument("users", "name at least one user")
@@ -187,9 +193,6 @@ class ScoringCore:
             raise InvalidArgument("users", f"at most {self.config.max_users_per_call} per call")
         if external_ids and user_ids:
             raise InvalidArgument("users", "give external ids or internal ids, not both")
-        if count == 1 and loaded.direct:
-            return self._score_one(loaded, external_ids[0] if external_ids else user_ids[0],
-                                   bool(external_ids), as_of_ms)
         batch = load_features(self.profile_engine, loaded.specs,
                               external_ids=external_ids or None,
                               user_ids=None if external_ids else user_ids, as_of_ms=as_of_ms)
@@ -211,8 +214,11 @@ class ScoringCore:
         array built around it."""
         if not by_external:
             key = int(key)
-        row = load_row(self.profile_engine, loaded.specs, key, by_external=by_external,
-                       as_of_ms=as_of_ms)
+        reader = loaded.readers.get(by_external)
+        if reader is None or reader.engine is not self.profile_engine:
+            reader = UserReader(self.profile_engine, loaded.specs, by_external)
+            loaded.readers[by_external] = reader
+        row = reader.read(key, as_of_ms)
         if row is None:
             return UserScores(loaded.resource_name, [key if by_external else ""],
                               [0 if by_external else key], [False], [math.nan])

@@ -458,34 +458,42 @@ def _fetch(engine: Engine, statement, keys, as_of_ms: int) -> list:
         # Detached: the pool neither counts it nor resets it; this module owns it now.
         pooled.detach()
         connection = pooled.dbapi_connection
-    reusable = False
     try:
         cursor = connection.cursor()
-        try:
-            cursor.execute(statement.sql, statement.parameters(keys, as_of_ms))
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-        # End the read transaction (PostgreSQL opens one; SQLite has none after a finished
-        # SELECT), so the next lookup sees the store as it is then.
-        connection.rollback()
-        reusable = True
-        return rows
-    finally:
-        if reusable and idle.qsize() < MAX_IDLE_CONNECTIONS:
-            idle.put(connection)
-        else:
-            connection.close()
+        cursor.execute(statement.sql, statement.parameters(keys, as_of_ms))
+        rows = cursor.fetchall()
+        cursor.close()
+        # End the read transaction, so the next lookup sees the store as it is then.
+        # PostgreSQL opens one; SQLite has none after a finished SELECT (and says so).
+        if getattr(connection, "in_transaction", True):
+            connection.rollback()
+    except BaseException:
+        connection.close()
+        raise
+    if idle.qsize() < MAX_IDLE_CONNECTIONS:
+        idle.put(connection)
+    else:
+        connection.close()
+    return rows
 
 
-def load_row(engine: Engine, specs: Sequence[FeatureSpec], key, *, by_external: bool,
-             as_of_ms: int | None = None) -> tuple | None:
-    """The feature row of one user, ``(id, external_id, value, ...)`` with None for missing
-    values, or None when the user does not exist: the online path, with no batch around it."""
-    specs = specs if isinstance(specs, tuple) else tuple(specs)
-    statement = _lookup_statement(specs, engine.dialect, by_external, single=True)
-    rows = _fetch(engine, statement, key, now_ms() if as_of_ms is None else int(as_of_ms))
-    return rows[0] if rows else None
+class UserReader:
+    """The one-user lookup of one schema on one engine, resolved once: what an online
+    scoring call runs, with nothing to look up around the statement itself."""
+
+    __slots__ = ("engine", "statement", "by_external")
+
+    def __init__(self, engine: Engine, specs: tuple[FeatureSpec, ...], by_external: bool):
+        self.engine = engine
+        self.statement = _lookup_statement(specs, engine.dialect, by_external, single=True)
+        self.by_external = by_external
+
+    def read(self, key, as_of_ms: int | None = None) -> tuple | None:
+        """``(id, external_id, value, ...)`` with None for missing values, or None when the
+        user does not exist."""
+        rows = _fetch(self.engine, self.statement, key,
+                      now_ms() if as_of_ms is None else int(as_of_ms))
+        return rows[0] if rows else None
 
 
 def load_features(engine: Engine, specs: Sequence[FeatureSpec], *, external_ids=None,

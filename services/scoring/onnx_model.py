@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -241,7 +242,12 @@ class LoadedModel:
                                 and only.dtype in (np.float32, np.float64)) else None
         self._direct_defaults = (self.numeric_defaults.astype(self._direct.dtype)
                                  if self._direct is not None else None)
+        # Whether ``run_values`` and ``score_row`` can feed rows straight to the model.
+        self.direct = self._direct is not None and not self.has_strings
         self._row_slots = threading.local()
+        # The one-user lookups of this schema (by internal and by external id), built by the
+        # scoring core on first use and kept as long as the model is loaded.
+        self.readers: dict[bool, Any] = {}
         self._layouts: dict[tuple, ColumnLayout] = {}
 
     @property
@@ -276,10 +282,6 @@ class LoadedModel:
             out = out[:, self.output.column]
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
-    @property
-    def direct(self) -> bool:
-        """Whether ``run_values`` can feed inline rows straight to the model."""
-        return self._direct is not None and not self.has_strings
 
     def run_values(self, values, rows: int) -> np.ndarray:
         """Scores ``rows`` rows of every feature in schema order, given row-major as a

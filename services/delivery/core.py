@@ -513,7 +513,14 @@ class DeliveryCore:
             self.materialize(plan, now)
             for occ in self.store.occurrences_for_plan(pid, ["pending", "running"]):
                 if occ.due_ms <= now:
-                    total.add(self.run_occurrence(occ.id, wait_for_leases=wait_for_leases))
+                    try:
+                        total.add(self.run_occurrence(occ.id, wait_for_leases=wait_for_leases))
+                    except FailedPrecondition:
+                        # Another replica finished the plan (or someone paused or cancelled
+                        # it) after this pass listed its occurrences: nothing is left to send.
+                        if self._still_sendable(pid):
+                            raise
+                        break
             total.add(self.process_due(plan_id=pid))
             self._maybe_complete(pid, now)
         return total

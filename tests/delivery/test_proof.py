@@ -119,3 +119,29 @@ def test_kill_and_restart_sends_exactly_once_to_each_eligible_recipient(
     assert set(recipients) == eligible
     assert set(recipients.values()) == {1}
     assert statuses == {"sent": len(eligible), "suppressed": n - len(eligible)}
+
+
+def test_a_pass_finding_its_plan_finished_by_another_replica_stops_quietly(sqlite_url, redis_url,
+                                                                           profile_url):
+    # Another replica sends everything and completes the plan right after this pass has
+    # read the occurrence it is about to run: the pass must end without an error and send
+    # nothing more.
+    profiles = make_profiles(profile_url, [{"consents": {"push": True}}] * 3)
+    audiences = {"everyone": [1, 2, 3]}
+    core = build_core(sqlite_url, redis_url, profiles, audiences)
+    other = build_core(sqlite_url, redis_url, profiles, audiences)
+    plan = approved_plan(core, spec())
+    read = core.store.occurrence
+
+    def reading_then_the_other_replica_finishes(occurrence_id):
+        found = read(occurrence_id)
+        if sys._getframe(1).f_code.co_name == "run_occurrence" and found.state == "pending":
+            drive(other, plan.id)
+        return found
+
+    core.store.occurrence = reading_then_the_other_replica_finishes
+    assert core.run_due(plan_id=plan.id).sent == 0
+    assert core.store.get_plan(plan.id).state == "completed"
+    with core.store.engine.connect() as conn:
+        recipients = conn.execute(select(sink_messages.c.recipient)).scalars().all()
+    assert sorted(recipients) == ["u1", "u2", "u3"]

@@ -16,11 +16,11 @@ from services.scoring.evaluation import evaluate_scores
 from services.scoring.features import (
     FeatureBatch,
     FeatureSpec,
+    UserReader,
     apply_defaults,
     check_known,
     iter_feature_chunks,
     load_features,
-    UserReader,
     now_ms,
 )
 from services.scoring.onnx_model import LoadedModel, OutputSpec

@@ -481,12 +481,11 @@ class UserReader:
     """The one-user lookup of one schema on one engine, resolved once: what an online
     scoring call runs, with nothing to look up around the statement itself."""
 
-    __slots__ = ("engine", "statement", "by_external")
+    __slots__ = ("engine", "statement")
 
     def __init__(self, engine: Engine, specs: tuple[FeatureSpec, ...], by_external: bool):
         self.engine = engine
         self.statement = _lookup_statement(specs, engine.dialect, by_external, single=True)
-        self.by_external = by_external
 
     def read(self, key, as_of_ms: int | None = None) -> tuple | None:
         """``(id, external_id, value, ...)`` with None for missing values, or None when the

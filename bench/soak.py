@@ -8,7 +8,6 @@ import os
 import pathlib
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import time
 import grpc
 
 from bench.loadgen import Call, CallStats, LoadReport, format_table, run_load
+from services.cli.suite_process import free_port_offset
 from services.common.clients import open_channel
 from services.common.config import SERVICE_DEFAULTS, SERVICE_NAMES
 from services.run import DEV_API_KEYS, wait_serving
@@ -49,24 +49,6 @@ def ingest_request(worker: int, seq: int) -> bytes:
             event.value = round(rng.uniform(5, 200), 2)
         events.append(event)
     return pb.IngestEventsRequest(events=events).SerializeToString()
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _pick_offset(requested: int | None) -> int:
-    candidates = [requested] if requested is not None else [1000, 2000, 3000, 4000, 5000]
-    for offset in candidates:
-        ports = [p + offset for d in SERVICE_DEFAULTS.values() for p in d.values()]
-        if all(_free(p) for p in ports):
-            return offset
-    raise SystemExit(f"ports for offset(s) {candidates} are taken; pass --port-offset")
 
 
 def _service_processes(root_pid: int) -> dict[str, object]:
@@ -257,11 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-error-rate", type=float, default=0.01,
                         help="fail above this error rate, over all calls (default 0.01)")
     parser.add_argument("--port-offset", type=int, default=None,
-                        help="MKT_RUN_PORT_OFFSET for the suite (default: first free of 1000..5000)")
+                        help="MKT_RUN_PORT_OFFSET for the suite (default: a free one)")
     parser.add_argument("--out", default="bench-results", help="where soak.json is written")
     ns = parser.parse_args(argv)
     seconds = 15.0 if ns.quick else ns.seconds
-    offset = _pick_offset(ns.port_offset)
+    offset = ns.port_offset if ns.port_offset is not None else free_port_offset()
     addresses = {s: f"127.0.0.1:{d['grpc_port'] + offset}" for s, d in SERVICE_DEFAULTS.items()}
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         env = {**os.environ, "DATA_DIR": tmp, "MKT_RUN_PORT_OFFSET": str(offset),

@@ -17,6 +17,7 @@ from services.common.profile_tables import (
 from services.scoring.features import (
     DAY_MS,
     FeatureSpec,
+    UserReader,
     iter_feature_chunks,
     load_features,
     release_connections,
@@ -117,3 +118,23 @@ def assert_one_user_reads_match(engine) -> None:
         by_name = load_features(engine, SPECS, external_ids=[f"u{user}"], as_of_ms=CUTOFF)
         np.testing.assert_array_equal(by_name.numeric[0], batch.numeric[position])
     assert load_features(engine, SPECS, user_ids=[99], as_of_ms=CUTOFF).found.tolist() == [False]
+    # What online scoring runs: the reader keeps the SQL, its parameter layout (the scoring
+    # instant bound for the event features) and the engine's idle connections.
+    by_id, by_external = UserReader(engine, tuple(SPECS), False), UserReader(engine, tuple(SPECS),
+                                                                              True)
+    for position, user in enumerate(batch.user_ids.tolist()):
+        for reader, key in ((by_id, user), (by_external, f"u{user}")):
+            row = reader.read(key, CUTOFF)
+            assert row[:2] == (user, f"u{user}")
+            for i, spec in enumerate(SPECS):
+                value = spec.default if row[2 + i] is None else row[2 + i]
+                if spec.is_string:
+                    assert value == batch.strings[i][position]
+                elif value is None:
+                    assert np.isnan(batch.numeric[position, i])
+                else:
+                    assert float(value) == batch.numeric[position, i]
+    assert by_id.read(99, CUTOFF) is None and by_external.read("ghost", CUTOFF) is None
+    # Without an instant, the reader scores as of now: user 2's purchase a day after the
+    # cut-off counts then.
+    assert by_id.read(2, CUTOFF)[2 + 6] == 0 and by_id.read(2)[2 + 6] == 1

@@ -62,7 +62,7 @@ class ScoredBatch:
     scores: np.ndarray
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class UserScores:
     """Scores of the users asked for, in the order asked, as plain lists (what a response is
     built from); ``found`` False marks a user the profile store lacks, whose score is NaN and
@@ -212,16 +212,14 @@ class ScoringCore:
         """One user, for a model fed one float matrix: the row read goes straight into the
         model's bound input (missing values take their defaults there), with no batch or
         array built around it."""
-        if not by_external:
-            key = int(key)
         reader = loaded.readers.get(by_external)
         if reader is None or reader.engine is not self.profile_engine:
-            reader = UserReader(self.profile_engine, loaded.specs, by_external)
-            loaded.readers[by_external] = reader
-        row = reader.read(key, as_of_ms)
+            reader = loaded.readers[by_external] = UserReader(self.profile_engine, loaded.specs,
+                                                              by_external)
+        row = reader.read(key if by_external else int(key), as_of_ms)
         if row is None:
             return UserScores(loaded.resource_name, [key if by_external else ""],
-                              [0 if by_external else key], [False], [math.nan])
+                              [0 if by_external else int(key)], [False], [math.nan])
         return UserScores(loaded.resource_name, [row[1]], [row[0]], [True],
                           [loaded.score_row(row[2:])])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -212,13 +213,19 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     return options
 
 
+def _has_nan(values) -> bool:
+    """Whether a sequence of numbers holds a NaN: their sum is NaN then (and when infinities
+    of both signs meet, which only costs the caller a closer look)."""
+    return math.isnan(sum(values))
+
+
 class LoadedModel:
     """A model version ready to score: its session (created once), feature schema and feeds."""
 
     def __init__(self, name: str, version: int, data: bytes, specs: Sequence[FeatureSpec],
                  output: OutputSpec, plan: list[InputFeed], intra_op_threads: int = 1):
         self.name = name
-        self.version = version
+        self.version = version  # also sets resource_name
         self.specs = tuple(specs)
         self.output = output
         self.plan = plan
@@ -251,8 +258,14 @@ class LoadedModel:
         self._layouts: dict[tuple, ColumnLayout] = {}
 
     @property
-    def resource_name(self) -> str:
-        return f"models/{self.name}/versions/{self.version}"
+    def version(self) -> int:
+        return self._version
+
+    @version.setter
+    def version(self, version: int) -> None:
+        # A model validated before it is stored gets its number afterwards.
+        self._version = version
+        self.resource_name = f"models/{self.name}/versions/{version}"
 
     def feeds(self, numeric: np.ndarray, strings: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {}
@@ -310,11 +323,10 @@ class LoadedModel:
             slot = self._row_slots.slot = self._bind_row()
         binding, row, out, _ = slot
         row[0] = values
-        if self.has_numeric_defaults:
+        if self.has_numeric_defaults and (None in values or _has_nan(values)):
             missing = np.isnan(row[0])
-            if missing.any():
-                np.copyto(row[0], self._direct_defaults,
-                          where=missing & np.isfinite(self.numeric_defaults))
+            np.copyto(row[0], self._direct_defaults,
+                      where=missing & np.isfinite(self.numeric_defaults))
         self.session.run_with_iobinding(binding)
         return float(out[0, self.output.column] if out.ndim == 2 else out[0])
 

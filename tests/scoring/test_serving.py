@@ -216,12 +216,13 @@ def test_one_user_calls_on_many_threads_each_get_their_own_user(served):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         got = list(pool.map(one, ids * 3))
     assert all(score == alone[user] for user, score in got)
-    # A missing value (None) takes its feature's default in the bound row too, and the
+    # A missing value (None or NaN) takes its feature's default in the bound row too, and the
     # default does not stick to the next call.
     loaded = served.registry.loaded("spread")
     _, left_out = served.score_rows("models/spread", ["income", "age"], [100.0, 30.0])
     _, given = served.score_rows("models/spread", ["income", "age", "cc_avg"],
                                  [100.0, 30.0, 5.0])
     assert loaded.score_row([100.0, 30.0, None]) == pytest.approx(left_out[0], abs=1e-7)
+    assert loaded.score_row((100.0, 30.0, float("nan"))) == loaded.score_row([100.0, 30.0, None])
     assert loaded.score_row([100.0, 30.0, 5.0]) == pytest.approx(given[0], abs=1e-7)
     assert left_out[0] != given[0]

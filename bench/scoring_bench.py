@@ -83,12 +83,24 @@ def paired(fn_a, fn_b, repeat: int) -> tuple[float, float]:
 
 
 def blocks(fn_a, fn_b, calls: int, per_block: int = 25) -> tuple[float, float]:
-    """Median seconds per call of ``fn_a`` and ``fn_b``, each timed as a run of
-    ``per_block`` back-to-back calls (as a server scoring one user after another runs it),
-    the two runs alternating so that load on a shared machine hits both alike. Timing single
-    calls alternately instead measures each right after the other has evicted its caches."""
+    """Median seconds per call of ``fn_a`` and ``fn_b``, each timed as a run of back-to-back
+    calls (as a server scoring one user after another runs it), the runs alternating so that
+    load on a shared machine hits both alike. ``fn_a`` runs ``per_block`` calls a run and
+    ``fn_b`` as many as take about as long, so both sides start cold after the other side's
+    run equally often per second of work. Timing single calls alternately instead measures
+    each right after the other has evicted its caches; runs of equal counts make the faster
+    side start cold ten or thirty times as often as the slower one."""
     for _ in range(per_block):
         fn_a(), fn_b()
+    started = time.perf_counter()
+    for _ in range(per_block):
+        fn_a()
+    took_a = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(per_block):
+        fn_b()
+    took_b = time.perf_counter() - started
+    per_block_b = max(per_block, round(per_block * took_a / max(took_b, 1e-9)))
     times_a, times_b = [], []
     for _ in range(max(3, calls // per_block)):
         started = time.perf_counter()
@@ -96,9 +108,9 @@ def blocks(fn_a, fn_b, calls: int, per_block: int = 25) -> tuple[float, float]:
             fn_a()
         times_a.append((time.perf_counter() - started) / per_block)
         started = time.perf_counter()
-        for _ in range(per_block):
+        for _ in range(per_block_b):
             fn_b()
-        times_b.append((time.perf_counter() - started) / per_block)
+        times_b.append((time.perf_counter() - started) / per_block_b)
     return statistics.median(times_a), statistics.median(times_b)
 
 

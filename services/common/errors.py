@@ -171,6 +171,20 @@ def translate(exc: BaseException) -> ServiceError | None:
     return None
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (from a driver, or wrapped by SQLAlchemy) says that the connection to
+    the database server is gone: closed or terminated by the server, or broken on the way.
+    A locked SQLite database or a statement timeout is not that."""
+    from sqlalchemy import exc as sa_errors
+
+    if not (isinstance(exc, (sa_errors.OperationalError, sa_errors.InterfaceError))
+            or _is_driver_error(exc, ("OperationalError", "InterfaceError"))):
+        return False
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(marker in text for marker in (
+        "connection", "server closed", "terminating", "shutting down"))
+
+
 def _is_driver_error(exc: BaseException, names: tuple[str, ...]) -> bool:
     return any(cls.__name__ in names and cls.__module__.split(".")[0] != "sqlalchemy"
                for cls in type(exc).__mro__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, connection_lost
 from services.common.profile_tables import (
     attribute_catalog,
     computed_traits,
@@ -458,28 +459,51 @@ def _fetch(engine: Engine, statement, keys, as_of_ms: int) -> list:
     if not isinstance(statement, CompiledBatch):
         with engine.connect() as conn:
             return conn.execute(statement, {"keys": keys, "as_of_ms": as_of_ms}).all()
-    idle = _idle(engine)
+    return _run_kept(engine, _idle(engine), statement.sql, statement.parameters(keys, as_of_ms),
+                     False, engine.dialect.name != "sqlite")
+
+
+def _run_kept(engine: Engine, idle: collections.deque, sql: str, parameters, one: bool,
+              rollback: bool):
+    """Runs a lookup on a kept driver connection: the first row (``one``) or all rows.
+    ``rollback`` ends the read transaction a PostgreSQL read opens, so that the next lookup
+    sees the store as it is then; SQLite holds none after a finished SELECT (and says so).
+
+    Kept connections are never pinged. When the server has dropped one (a restart, an idle
+    timeout), the lookup fails with a lost connection; then every kept connection of the
+    engine is closed (they predate the same outage) and the lookup runs once more on a new
+    one. A failure on a new connection is the caller's."""
     try:
         connection = idle.pop()
+        kept = True
     except IndexError:
-        connection = _open_detached(engine)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(statement.sql, statement.parameters(keys, as_of_ms))
-        rows = cursor.fetchall()
-        cursor.close()
-        # End the read transaction, so the next lookup sees the store as it is then.
-        # PostgreSQL opens one; SQLite has none after a finished SELECT (and says so).
-        if getattr(connection, "in_transaction", True):
-            connection.rollback()
-    except BaseException:
-        connection.close()
-        raise
+        connection, kept = _open_detached(engine), False
+    while True:
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, parameters)
+            rows = cursor.fetchone() if one else cursor.fetchall()
+            cursor.close()
+            if rollback or connection.in_transaction:
+                connection.rollback()
+            break
+        except BaseException as exc:
+            _close_quietly(connection)
+            if not (kept and rollback and connection_lost(exc)):
+                raise
+            while idle:
+                _close_quietly(idle.pop())
+            connection, kept = _open_detached(engine), False
     if len(idle) < MAX_IDLE_CONNECTIONS:
         idle.append(connection)
     else:
         connection.close()
     return rows
+
+
+def _close_quietly(connection) -> None:
+    with contextlib.suppress(Exception):  # already broken: nothing left to release
+        connection.close()
 
 
 class UserReader:
@@ -512,9 +536,7 @@ class UserReader:
                 self._key_at, self._as_of_at = ("keys",), ("as_of_ms",)
             else:
                 self._template, self._key_at, self._as_of_at = statement._layout
-            # SQLite holds no transaction after a finished SELECT (and says so); a
-            # PostgreSQL read opens one, ended so that the next read sees the store anew.
-            self._rollback = engine.dialect.name != "sqlite"
+            self._rollback = engine.dialect.name != "sqlite"  # see _run_kept
 
     def read(self, key, as_of_ms: int | None = None) -> tuple | None:
         """``(id, external_id, value, ...)`` with None for missing values, or None when the
@@ -535,26 +557,7 @@ class UserReader:
                 when = now_ms() if as_of_ms is None else int(as_of_ms)
                 for i in self._as_of_at:
                     values[i] = when
-        idle = self._idle
-        try:
-            connection = idle.pop()
-        except IndexError:
-            connection = _open_detached(self.engine)
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql, values)
-            row = cursor.fetchone()  # the key is unique
-            cursor.close()
-            if self._rollback or connection.in_transaction:
-                connection.rollback()
-        except BaseException:
-            connection.close()
-            raise
-        if len(idle) < MAX_IDLE_CONNECTIONS:
-            idle.append(connection)
-        else:
-            connection.close()
-        return row
+        return _run_kept(self.engine, self._idle, sql, values, True, self._rollback)
 
 
 def load_features(engine: Engine, specs: Sequence[FeatureSpec], *, external_ids=None,

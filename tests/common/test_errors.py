@@ -7,7 +7,7 @@ import sqlite3
 import psycopg
 import pytest
 
-from services.common.errors import Unavailable, translate
+from services.common.errors import Unavailable, connection_lost, translate
 
 
 @pytest.mark.parametrize("exc", [
@@ -28,3 +28,16 @@ def test_raw_driver_connection_errors_are_unavailable(exc):
 ])
 def test_other_driver_errors_stay_bugs(exc):
     assert translate(exc) is None
+
+
+@pytest.mark.parametrize(("exc", "lost"), [
+    (psycopg.OperationalError("consuming input failed: server closed the connection "
+                              "unexpectedly"), True),
+    (psycopg.OperationalError("terminating connection due to administrator command"), True),
+    (psycopg.InterfaceError("the connection is closed"), True),
+    (sqlite3.OperationalError("database is locked"), False),  # busy, not gone
+    (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), False),
+    (ValueError("connection"), False),
+])
+def test_connection_lost_is_only_a_connection_the_server_no_longer_holds(exc, lost):
+    assert connection_lost(exc) is lost

@@ -138,3 +138,43 @@ def assert_one_user_reads_match(engine) -> None:
     # Without an instant, the reader scores as of now: user 2's purchase a day after the
     # cut-off counts then.
     assert by_id.read(2, CUTOFF)[2 + 6] == 0 and by_id.read(2)[2 + 6] == 1
+
+
+def test_kept_connections_the_server_dropped_are_replaced(pg_url):
+    # Lookup connections are kept outside the pool and never pinged. After the server drops
+    # them (a restart, an idle timeout), the next lookups must still answer: the dead ones
+    # are closed and the lookup runs again on a new connection.
+    from services.scoring.features import _idle, _open_detached
+
+    migrate("profile", pg_url)
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(insert(attribute_catalog),
+                     [{"name": "income", "value_type": "number", "created_ms": 0}])
+        conn.execute(insert(profiles), [{"id": u, "external_id": f"u{u}", "created_ms": 0,
+                                         "updated_ms": 0} for u in (1, 2)])
+        conn.execute(insert(profile_attributes), [
+            {"user_id": u, "name": "income", "num_value": 10.0 * u} for u in (1, 2)])
+    read = make_engine(pg_url, read_only=True)
+    specs = (FeatureSpec("income", "attribute", "income"),)
+    reader = UserReader(read, specs, False)
+    try:
+        assert reader.read(1, CUTOFF)[2] == 10.0
+        kept = _idle(read)
+        kept.append(_open_detached(read))  # a second kept connection, as threads leave them
+        pids = [c.info.backend_pid for c in kept]
+        assert len(set(pids)) == 2
+        with engine.connect() as conn:
+            for pid in pids:
+                assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+        assert reader.read(2, CUTOFF)[2] == 20.0
+        assert len(kept) == 1 and kept[0].info.backend_pid not in pids
+        # The batch lookup takes the same way back.
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({kept[0].info.backend_pid})")
+        batch = load_features(read, list(specs), user_ids=[1, 2], as_of_ms=CUTOFF)
+        assert batch.numeric[:, 0].tolist() == [10.0, 20.0]
+    finally:
+        release_connections(read)
+        read.dispose()
+        engine.dispose()

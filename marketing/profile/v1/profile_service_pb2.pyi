@@ -201,6 +201,20 @@ class UpdateProfileResponse(_message.Message):
     profile: Profile
     def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
 
+class BatchUpdateProfilesRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[UpdateProfileRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[UpdateProfileRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchUpdateProfilesResponse(_message.Message):
+    __slots__ = ("updated_count", "results")
+    UPDATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    updated_count: int
+    results: _containers.RepeatedCompositeFieldContainer[_common_pb2.ItemResult]
+    def __init__(self, updated_count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[_common_pb2.ItemResult, _Mapping]]] = ...) -> None: ...
+
 class ListProfilesRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "tag", "rfm_group", "lifecycle_stage", "attribute_equals", "created_after")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]

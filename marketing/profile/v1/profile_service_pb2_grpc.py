@@ -58,6 +58,11 @@ class ProfileServiceStub:
                 request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateProfileRequest.SerializeToString,
                 response_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateProfileResponse.FromString,
                 _registered_method=True)
+        self.BatchUpdateProfiles = channel.unary_unary(
+                '/marketing.profile.v1.ProfileService/BatchUpdateProfiles',
+                request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateProfilesRequest.SerializeToString,
+                response_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateProfilesResponse.FromString,
+                _registered_method=True)
         self.ListProfiles = channel.unary_unary(
                 '/marketing.profile.v1.ProfileService/ListProfiles',
                 request_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.ListProfilesRequest.SerializeToString,
@@ -200,6 +205,18 @@ class ProfileServiceServicer:
 
     def UpdateProfile(self, request, context):
         """Changes the fields named by `update_mask` (required).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpdateProfiles(self, request, context):
+        """Applies up to PROFILE_MAX_BATCH_ITEMS UpdateProfile changes in one transaction. An empty
+        or oversize batch fails as a whole on `requests`; otherwise every item is reported in
+        `results`, with the outcome UpdateProfile would have given it: a bad item (naming
+        `requests[i].<field>`, for example `requests[3].update_mask`) or an unknown or erased
+        user (NOT_FOUND) is refused alone, and the others are stored together. Several items for
+        one user apply in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -403,6 +420,11 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     servicer.UpdateProfile,
                     request_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateProfileRequest.FromString,
                     response_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateProfileResponse.SerializeToString,
+            ),
+            'BatchUpdateProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpdateProfiles,
+                    request_deserializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateProfilesRequest.FromString,
+                    response_serializer=marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateProfilesResponse.SerializeToString,
             ),
             'ListProfiles': grpc.unary_unary_rpc_method_handler(
                     servicer.ListProfiles,
@@ -627,6 +649,33 @@ class ProfileService:
             '/marketing.profile.v1.ProfileService/UpdateProfile',
             marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateProfileRequest.SerializeToString,
             marketing_dot_profile_dot_v1_dot_profile__service__pb2.UpdateProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpdateProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marketing.profile.v1.ProfileService/BatchUpdateProfiles',
+            marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateProfilesRequest.SerializeToString,
+            marketing_dot_profile_dot_v1_dot_profile__service__pb2.BatchUpdateProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

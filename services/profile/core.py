@@ -18,7 +18,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 
 import redis
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.engine import Engine
 
 from services.common.errors import (
@@ -277,6 +277,45 @@ class Contactability:
     consents: dict[str, tuple[bool, int | None, str]] = dataclasses.field(default_factory=dict)
     # channel -> may this user be contacted on it right now (ignoring quiet hours)
     contactable: dict[str, bool] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _ProfileWrite:
+    """What the update changes of one call add up to for one user, applied in request order.
+
+    A batch writes the sum per user, so each table is touched by a few set statements for
+    all users together, and the result is what the changes would leave one after the other.
+    """
+
+    columns: dict[str, object] = dataclasses.field(default_factory=dict)  # profiles columns
+    replace_attributes: bool = False  # the user's other attributes are dropped first
+    attributes: dict[str, TypedValue] = dataclasses.field(default_factory=dict)  # None clears
+    tags: dict[str, int | None] | None = None  # the replacement set; None leaves tags alone
+
+    def add(
+        self,
+        columns: dict[str, object],
+        replaced: dict[str, TypedValue] | None,
+        chosen: dict[str, TypedValue],
+        tags: Sequence[tuple[str, int | None]] | None,
+    ) -> None:
+        """Adds one change: its columns, a replacement attribute set and single attributes
+        (in that order, as UpdateProfile writes them) and a replacement tag set."""
+        self.columns.update(columns)
+        if replaced is not None:
+            self.replace_attributes = True
+            self.attributes = dict(replaced)
+        self.attributes.update(chosen)
+        if tags is not None:
+            self.tags = dict(tags)
+
+
+def _within(prefix: str, error: ServiceError) -> ServiceError:
+    """``error`` of one batch item with its fields named inside the item
+    (``update_mask`` -> ``requests[3].update_mask``); other errors stay as they are."""
+    if isinstance(error, InvalidArgument):
+        return InvalidArgument(violations=[(f"{prefix}.{f}", d) for f, d in error.violations])
+    return error
 
 
 def _json_value(kind: str, value):
@@ -870,6 +909,76 @@ class ProfileCore:
 
     def update_profile(self, patch: Profile, paths: Sequence[str]) -> Profile:
         """Applies the fields named by ``paths`` (an update mask) from ``patch``."""
+        error = self._update_profiles([(patch, paths)])[0]
+        if error is not None:
+            raise error
+        return self.get_profile(patch.external_id)
+
+    def batch_update_profiles(
+        self, items: Sequence[tuple[Profile | ServiceError, Sequence[str]]]
+    ) -> list[ServiceError | None]:
+        """Applies many UpdateProfile changes in one transaction; one error (or None when
+        stored) per item, the fields it names prefixed ``requests[i].``.
+
+        An item is (patch, update mask); the patch may already be the error of a malformed
+        name. Each item is checked and applied exactly as ``update_profile`` does it, bad
+        items and unknown users refused alone.
+        """
+        if not items:
+            raise InvalidArgument("requests", "name at least one change")
+        if len(items) > self.config.max_batch_items:
+            raise InvalidArgument("requests", f"at most {self.config.max_batch_items} per call")
+        errors = self._update_profiles(items)
+        return [e if e is None else _within(f"requests[{i}]", e) for i, e in enumerate(errors)]
+
+    def _update_profiles(
+        self, items: Sequence[tuple[Profile | ServiceError, Sequence[str]]]
+    ) -> list[ServiceError | None]:
+        """The update path of UpdateProfile and BatchUpdateProfiles: one error (or None) per
+        item, the valid items written in one transaction by set statements.
+
+        An item's checks run in one order (mask, fields, external id, then inside the
+        transaction its user and its attributes against the catalogue), so an item with
+        several faults is refused for the same one whichever RPC carried it.
+        """
+        errors: list[ServiceError | None] = [None] * len(items)
+        checked: dict[int, tuple[Profile, set[str], dict[str, object]]] = {}
+        for i, (patch, paths) in enumerate(items):
+            try:
+                if isinstance(patch, ServiceError):
+                    raise patch
+                checked[i] = (patch, set(paths), self._checked_update(patch, paths))
+            except ServiceError as error:
+                errors[i] = error
+        if not checked:
+            return errors
+        now = self.now_ms()
+        with self.engine.begin() as conn:
+            ids = store.resolve_ids(conn, [patch.external_id for patch, _, _ in checked.values()])
+            touches_attributes = any(
+                p.partition(".")[0] == "attributes" for _, mask, _ in checked.values() for p in mask
+            )
+            catalog = store.catalog(conn) if touches_attributes else {}
+            writes: dict[int, _ProfileWrite] = {}
+            for i, (patch, mask, columns) in checked.items():
+                user_id = ids.get(patch.external_id)
+                if user_id is None:
+                    errors[i] = NotFound("profile", f"profiles/{patch.external_id}")
+                    continue
+                try:
+                    replaced, chosen = self._attribute_changes(catalog, patch, mask)
+                except InvalidArgument as error:
+                    errors[i] = error
+                    continue
+                writes.setdefault(user_id, _ProfileWrite()).add(
+                    columns, replaced, chosen, patch.tags if "tags" in mask else None
+                )
+            self._write_profiles(conn, writes, now)
+        return errors
+
+    def _checked_update(self, patch: Profile, paths: Sequence[str]) -> dict[str, object]:
+        """The checks of an update that need no database (mask, fields, external id);
+        returns the profiles columns it sets."""
         if not paths:
             raise InvalidArgument("update_mask", "name at least one field to update")
         for path in paths:
@@ -878,39 +987,90 @@ class ProfileCore:
             ):
                 raise InvalidArgument("update_mask", f"cannot update {path!r}")
         self._check_profile_fields(patch, paths)
-        values: dict = {}
+        self._check_external_id("profile.name", patch.external_id)
+        columns: dict[str, object] = {}
         if "time_zone" in paths:
-            values["time_zone"] = patch.time_zone
+            columns["time_zone"] = patch.time_zone
         if "quiet_hours" in paths:
-            values["quiet_start_minute"] = patch.quiet_start_minute
-            values["quiet_end_minute"] = patch.quiet_end_minute
+            columns["quiet_start_minute"] = patch.quiet_start_minute
+            columns["quiet_end_minute"] = patch.quiet_end_minute
         if "notifications_disabled" in paths:
-            values["notifications_disabled"] = patch.notifications_disabled
+            columns["notifications_disabled"] = patch.notifications_disabled
         if "app_uninstalled" in paths:
-            values["app_uninstalled"] = patch.app_uninstalled
-        with self.engine.begin() as conn:
-            user_id = self._user_id(conn, patch.external_id, "profile.name")
-            catalog = store.catalog(conn)
-            if "attributes" in paths:
-                self._check_attributes(catalog, patch.attributes, "profile.attributes")
-                self._write_attributes(conn, user_id, patch.attributes, replace=True)
-            single = {
-                p[len("attributes."):] for p in paths if p.startswith("attributes.")
-            }
-            if single:
-                chosen = {
-                    name: patch.attributes.get(name, (None, None)) for name in sorted(single)
-                }
-                self._check_attributes(catalog, chosen, "profile.attributes")
-                self._write_attributes(conn, user_id, chosen, replace=False)
-            if "tags" in paths:
-                self._write_tags(conn, user_id, patch.tags, replace=True)
+            columns["app_uninstalled"] = patch.app_uninstalled
+        return columns
+
+    def _attribute_changes(
+        self, catalog: dict[str, dict], patch: Profile, paths: set[str]
+    ) -> tuple[dict[str, TypedValue] | None, dict[str, TypedValue]]:
+        """An update's attributes checked against the catalogue: the replacement set (None
+        unless the mask names ``attributes``) and the single attributes it names (absent
+        from the patch: cleared)."""
+        replaced = None
+        if "attributes" in paths:
+            self._check_attributes(catalog, patch.attributes, "profile.attributes")
+            replaced = patch.attributes
+        single = sorted(p[len("attributes."):] for p in paths if p.startswith("attributes."))
+        chosen = {name: patch.attributes.get(name, (None, None)) for name in single}
+        if chosen:
+            self._check_attributes(catalog, chosen, "profile.attributes")
+        return replaced, chosen
+
+    @staticmethod
+    def _write_profiles(conn, writes: dict[int, _ProfileWrite], now: int) -> None:
+        """Writes the changes of many users with a few set statements: attributes dropped
+        and upserted, tags replaced, and the profiles rows updated with one executemany per
+        combination of columns changed.
+
+        Users are written in internal-id order, so two batches over the same users lock
+        their rows in one order instead of deadlocking on PostgreSQL.
+        """
+        if not writes:
+            return
+        writes = dict(sorted(writes.items()))
+        replaced = [u for u, w in writes.items() if w.replace_attributes]
+        if replaced:
+            conn.execute(delete(profile_attributes).where(
+                store.in_set(conn, profile_attributes.c.user_id, replaced)))
+        cleared = [
+            {"b_user": u, "b_name": name}
+            for u, w in writes.items() if not w.replace_attributes
+            for name, (kind, _v) in w.attributes.items() if kind is None
+        ]
+        if cleared:
             conn.execute(
-                update(profiles).where(profiles.c.id == user_id).values(
-                    updated_ms=self.now_ms(), **values
-                )
+                delete(profile_attributes).where(
+                    profile_attributes.c.user_id == bindparam("b_user"),
+                    profile_attributes.c.name == bindparam("b_name"),
+                ),
+                cleared,
             )
-        return self.get_profile(patch.external_id)
+        store.upsert(conn, profile_attributes, [
+            attribute_row(u, name, kind, value)
+            for u, w in writes.items() for name, (kind, value) in w.attributes.items()
+            if kind is not None
+        ], ["user_id", "name"])
+        retagged = [u for u, w in writes.items() if w.tags is not None]
+        if retagged:
+            conn.execute(delete(profile_tags).where(
+                store.in_set(conn, profile_tags.c.user_id, retagged)))
+            store.upsert(conn, profile_tags, [
+                {"user_id": u, "tag": tag, "expires_ms": expires}
+                for u in retagged for tag, expires in writes[u].tags.items()
+            ], ["user_id", "tag"])
+        by_columns: dict[tuple[str, ...], list[dict]] = {}
+        for u, w in writes.items():
+            names = tuple(sorted(w.columns))
+            by_columns.setdefault(names, []).append(
+                {"b_id": u, "b_updated_ms": now, **{f"b_{c}": w.columns[c] for c in names}}
+            )
+        for names, rows in by_columns.items():
+            conn.execute(
+                update(profiles).where(profiles.c.id == bindparam("b_id")).values(
+                    updated_ms=bindparam("b_updated_ms"), **{c: bindparam(f"b_{c}") for c in names}
+                ),
+                rows,
+            )
 
     def list_profiles(
         self, page_size: int, after_id: int, filters: dict

@@ -40,6 +40,7 @@ ROLES: dict[str, frozenset[str]] = {
     "BatchGetContactability": READERS,
     "CreateProfile": WRITERS,
     "UpdateProfile": WRITERS,
+    "BatchUpdateProfiles": WRITERS,
     "MergeIdentity": WRITERS,
     "AddTags": WRITERS,
     "RemoveTags": WRITERS,
@@ -206,6 +207,24 @@ def profile_in(message: pb.Profile, external_id: str) -> Profile:
     )
 
 
+def update_patch(request: pb.UpdateProfileRequest) -> Profile:
+    """The patch of an UpdateProfile request; its profile is named by `name` or `external_id`."""
+    if request.profile.name:
+        external_id = profile_id(request.profile.name, "profile.name")
+    elif request.profile.external_id:
+        external_id = request.profile.external_id
+    else:
+        raise InvalidArgument("profile.name", "say which profile to update")
+    return profile_in(request.profile, external_id)
+
+
+def update_name(request: pb.UpdateProfileRequest) -> str:
+    """The profile an UpdateProfile request names, as a batch result reports it."""
+    if request.profile.name or not request.profile.external_id:
+        return request.profile.name
+    return f"profiles/{request.profile.external_id}"
+
+
 def event_in(event: pb.Event) -> EventIn:
     return EventIn(
         event_id=event.event_id,
@@ -347,16 +366,24 @@ class ProfileServicer(pb_grpc.ProfileServiceServicer):
         return response
 
     def UpdateProfile(self, request, context):
-        if request.profile.name:
-            external_id = profile_id(request.profile.name, "profile.name")
-        elif request.profile.external_id:
-            external_id = request.profile.external_id
-        else:
-            raise InvalidArgument("profile.name", "say which profile to update")
-        patch = profile_in(request.profile, external_id)
-        patch.time_zone = request.profile.time_zone or "UTC"
-        updated = self.core.update_profile(patch, list(request.update_mask.paths))
+        updated = self.core.update_profile(update_patch(request), list(request.update_mask.paths))
         return pb.UpdateProfileResponse(profile=profile_out(updated))
+
+    def BatchUpdateProfiles(self, request, context):
+        items: list[tuple[Profile | ServiceError, list[str]]] = []
+        for item in request.requests:
+            try:
+                patch: Profile | ServiceError = update_patch(item)
+            except ServiceError as error:
+                patch = error
+            items.append((patch, list(item.update_mask.paths)))
+        errors = self.core.batch_update_profiles(items)
+        response = pb.BatchUpdateProfilesResponse(
+            updated_count=sum(1 for e in errors if e is None))
+        add = response.results.add
+        for i, (item, error) in enumerate(zip(request.requests, errors)):
+            add(index=i, name=update_name(item), status=item_status(error))
+        return response
 
     def ListProfiles(self, request, context):
         filters: dict = {"tag": request.tag}

@@ -68,6 +68,57 @@ def test_update_mask_touches_only_named_fields(core, clock):
     assert err.value.violations[0][0] == "profile.time_zone"
 
 
+def test_batch_update_writes_any_number_of_users_in_one_transaction_of_set_statements(core):
+    """The SQL a batch runs does not grow with its users: one transaction, and each kind of
+    write (attributes replaced, set, cleared; tags; each combination of columns) one
+    statement for all users."""
+    from sqlalchemy import event
+
+    core.create_attribute("city", "string", "", False)
+    core.create_attribute("age", "number", "", False)
+    for i in range(60):
+        core.create_profile(Profile(f"u{i}", attributes={"age": ("number", 1.0)}))
+    statements: list[str] = []
+    transactions: list[int] = []
+
+    def counted(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(core.engine, "before_cursor_execute", counted)
+    event.listen(core.engine, "begin", lambda conn: transactions.append(1))
+
+    def batch(users) -> list:
+        """Per user in turn: a city set with a flag, an age cleared with a time zone, the
+        attributes and tags replaced."""
+        items = []
+        for n, i in enumerate(users):
+            kind = n % 3
+            if kind == 0:
+                items.append((Profile(f"u{i}", attributes={"city": ("string", "Rome")},
+                                      notifications_disabled=True),
+                              ["attributes.city", "notifications_disabled"]))
+            elif kind == 1:
+                items.append((Profile(f"u{i}", time_zone="Asia/Tokyo"),
+                              ["attributes.age", "time_zone"]))
+            else:
+                items.append((Profile(f"u{i}", attributes={"city": ("string", "Oslo")},
+                                      tags=[("vip", None)]), ["attributes", "tags"]))
+        statements.clear()
+        transactions.clear()
+        assert core.batch_update_profiles(items) == [None] * len(items)
+        return list(statements)
+
+    few, many = batch(range(3)), batch(range(3, 60))
+    event.remove(core.engine, "before_cursor_execute", counted)
+    assert len(many) == len(few) and transactions == [1]
+    got = core.batch_get_profiles(["u3", "u4", "u5", "u59"])
+    assert got[0].attributes == {"age": ("number", 1.0), "city": ("string", "Rome")}
+    assert got[0].notifications_disabled and got[0].time_zone == "UTC"
+    assert got[1].attributes == {} and got[1].time_zone == "Asia/Tokyo"
+    assert got[2].attributes == {"city": ("string", "Oslo")} and got[2].tags == [("vip", None)]
+    assert got[3] == core.get_profile("u59") and got[3].tags == [("vip", None)]
+
+
 def test_tags_expire(core, clock):
     core.create_profile(Profile("u1"))
     now = core.now_ms()

@@ -512,3 +512,166 @@ def test_batch_update_consent_stores_good_items_and_refuses_bad_ones_alone(start
         stub_for("approver").BatchUpdateConsent(pb.BatchUpdateConsentRequest(
             requests=[change("profiles/cat", sms, True, t)]))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# --- batch profile updates -------------------------------------------------------------------
+
+
+def _mask(*paths):
+    return field_mask_pb2.FieldMask(paths=list(paths))
+
+
+def _update(name, mask, **fields):
+    return pb.UpdateProfileRequest(profile=pb.Profile(name=name, **fields), update_mask=mask)
+
+
+def _outcome(call) -> tuple[int, list[str]]:
+    """(code, fields named) of an UpdateProfile call."""
+    try:
+        call()
+    except grpc.RpcError as err:
+        return err.code().value[0], field_violations(err)
+    return grpc.StatusCode.OK.value[0], []
+
+
+def _comparable(profile: pb.Profile) -> pb.Profile:
+    """A profile without what tells twins apart (ids, names, times)."""
+    out = pb.Profile()
+    out.CopyFrom(profile)
+    for field in ("name", "external_id", "user_id", "create_time", "update_time"):
+        out.ClearField(field)
+    return out
+
+
+def _update_cases(user: str, later: timestamp_pb2.Timestamp) -> list[pb.UpdateProfileRequest]:
+    """Updates of the twins ``{user}-a`` .. ``{user}-d``, one per case (good and bad)."""
+    number, text = common_pb2.Value(number_value=41), common_pb2.Value(string_value="Rome")
+    return [
+        _update(f"profiles/{user}-a", _mask("attributes.age", "time_zone"),
+                attributes={"age": number}, time_zone="Asia/Tokyo"),
+        _update(f"profiles/{user}-ghost", _mask("time_zone"), time_zone="Asia/Tokyo"),
+        _update(f"profiles/{user}-a", _mask("external_id")),
+        _update(f"profiles/{user}-a", _mask("attributes.age"), attributes={"age": text}),
+        _update(f"profiles/{user}-b", _mask("attributes", "tags", "quiet_hours"),
+                attributes={"city": text}, tags=[pb.Tag(tag="vip"), pb.Tag(tag="t", expire_time=later)],
+                quiet_hours=pb.QuietHours(start_minute=1320, end_minute=420)),
+        _update(f"profiles/{user}-c", _mask("notifications_disabled", "app_uninstalled"),
+                notifications_disabled=True, app_uninstalled=True),
+        _update(f"users/{user}-c", _mask("time_zone"), time_zone="UTC"),
+        _update(f"profiles/{user}-c", _mask()),
+        _update(f"profiles/{user}-gone", _mask("app_uninstalled"), app_uninstalled=True),
+        # Two changes of one user apply in order: the second replaces what the first set.
+        _update(f"profiles/{user}-b", _mask("attributes.age", "time_zone"),
+                attributes={"age": number}, time_zone="Europe/Rome"),
+        _update(f"profiles/{user}-b", _mask("attributes", "quiet_hours"),
+                attributes={"age": common_pb2.Value(number_value=7)}),
+        pb.UpdateProfileRequest(profile=pb.Profile(external_id=f"{user}-d", time_zone="Asia/Seoul"),
+                                update_mask=_mask("time_zone", "attributes.city")),
+    ]
+
+
+def _twins(stub, user: str) -> None:
+    """Users ``{user}-a`` .. ``{user}-d`` in one starting state, and ``{user}-gone`` erased."""
+    start = {"age": common_pb2.Value(number_value=30), "city": common_pb2.Value(string_value="Paris")}
+    for suffix in ("a", "b", "c", "d", "gone"):
+        stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(
+            external_id=f"{user}-{suffix}", attributes=start, tags=[pb.Tag(tag="old")],
+            time_zone="Europe/Paris")))
+    stub.EraseUser(pb.EraseUserRequest(name=f"profiles/{user}-gone", reason="test"))
+
+
+def test_batch_update_profiles_gives_each_item_what_update_profile_gives_it(start):
+    stub = start(max_batch_items=12)("admin")
+    for name, kind in (("age", common_pb2.VALUE_TYPE_NUMBER), ("city", common_pb2.VALUE_TYPE_STRING)):
+        stub.CreateAttribute(pb.CreateAttributeRequest(
+            attribute=pb.Attribute(name=f"attributes/{name}", value_type=kind)))
+    _twins(stub, "one")
+    _twins(stub, "many")
+    later = ts(now_ms() + 3_600_000)
+    singles = [_outcome(lambda r=r: stub.UpdateProfile(r)) for r in _update_cases("one", later)]
+    batch = _update_cases("many", later)
+    answer = stub.BatchUpdateProfiles(pb.BatchUpdateProfilesRequest(requests=batch))
+    ok, invalid, not_found = (grpc.StatusCode.OK.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                              grpc.StatusCode.NOT_FOUND.value[0])
+    codes = [r.status.code for r in answer.results]
+    assert codes == [ok, not_found, invalid, invalid, ok, ok, invalid, invalid, not_found, ok, ok, ok]
+    assert answer.updated_count == codes.count(ok)
+    assert [r.index for r in answer.results] == list(range(len(batch)))
+    assert [r.name for r in answer.results] == [
+        r.profile.name or f"profiles/{r.profile.external_id}" for r in batch]
+    assert _status_fields(answer.results[2].status) == ["requests[2].update_mask"]
+    assert _status_fields(answer.results[3].status) == ["requests[3].profile.attributes[age]"]
+    assert _status_fields(answer.results[6].status) == ["requests[6].profile.name"]
+    # Each item's status is UpdateProfile's, its fields named inside the item.
+    for i, (result, (code, fields)) in enumerate(zip(answer.results, singles)):
+        assert result.status.code == code, i
+        assert _status_fields(result.status) == [f"requests[{i}].{f}" for f in fields], i
+    # And each user ends as the same calls one by one left its twin.
+    for suffix in ("a", "b", "c", "d"):
+        got = stub.BatchGetProfiles(pb.BatchGetProfilesRequest(
+            names=[f"profiles/one-{suffix}", f"profiles/many-{suffix}"])).profiles
+        assert _comparable(got[0]) == _comparable(got[1]), suffix
+    b = stub.GetProfile(pb.GetProfileRequest(name="profiles/many-b")).profile
+    assert dict(b.attributes) == {"age": common_pb2.Value(number_value=7)}
+    assert [t.tag for t in b.tags] == ["t", "vip"] and not b.HasField("quiet_hours")
+    assert b.time_zone == "Europe/Rome"
+    c = stub.GetProfile(pb.GetProfileRequest(name="profiles/many-c")).profile
+    assert c.notifications_disabled and c.app_uninstalled and c.time_zone == "Europe/Paris"
+    d = stub.GetProfile(pb.GetProfileRequest(name="profiles/many-d")).profile
+    assert d.time_zone == "Asia/Seoul" and set(d.attributes) == {"age"}
+    # A refused item changed nothing: many-a kept its other fields, its age is from item 0.
+    a = stub.GetProfile(pb.GetProfileRequest(name="profiles/many-a")).profile
+    assert a.attributes["age"].number_value == 41 and a.attributes["city"].string_value == "Paris"
+
+
+def test_batch_update_profiles_refuses_empty_oversize_and_reading_roles(start):
+    stub_for = start(max_batch_items=3)
+    stub = stub_for("service")
+    stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id="u")))
+    flag = _update("profiles/u", _mask("app_uninstalled"), app_uninstalled=True)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchUpdateProfiles(pb.BatchUpdateProfilesRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["requests"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchUpdateProfiles(pb.BatchUpdateProfilesRequest(requests=[flag] * 4))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _fields(err) == ["requests"]
+    assert not stub.GetProfile(pb.GetProfileRequest(name="profiles/u")).profile.app_uninstalled
+    with pytest.raises(grpc.RpcError) as err:  # the role of UpdateProfile: reading roles may not
+        stub_for("approver").BatchUpdateProfiles(pb.BatchUpdateProfilesRequest(requests=[flag]))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as err:
+        stub_for("approver").UpdateProfile(flag)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    answer = stub.BatchUpdateProfiles(pb.BatchUpdateProfilesRequest(requests=[flag] * 3))
+    assert answer.updated_count == 3
+    assert stub.GetProfile(pb.GetProfileRequest(name="profiles/u")).profile.app_uninstalled
+
+
+def _stream_entries(client) -> dict[str, int]:
+    """Entries per Redis stream."""
+    return {key: client.xlen(key) for key in client.scan_iter(_type="stream")}
+
+
+def test_batch_update_profiles_announces_what_update_profile_announces(start, redis_url):
+    """Whatever UpdateProfile publishes (today nothing: an update is no event and no
+    erasure), BatchUpdateProfiles publishes the same for each of its items."""
+    stub = start()("service")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for user in ("s1", "s2", "b1", "b2"):
+        stub.CreateProfile(pb.CreateProfileRequest(profile=pb.Profile(external_id=user)))
+
+    def change(user, **flags):
+        return _update(f"profiles/{user}", _mask(*flags), **flags)
+
+    before = _stream_entries(client)
+    stub.UpdateProfile(change("s1", notifications_disabled=True))
+    stub.UpdateProfile(change("s2", app_uninstalled=True))
+    after_singles = _stream_entries(client)
+    stub.BatchUpdateProfiles(pb.BatchUpdateProfilesRequest(requests=[
+        change("b1", notifications_disabled=True), change("b2", app_uninstalled=True)]))
+    after_batch = _stream_entries(client)
+    singles = {k: n - before.get(k, 0) for k, n in after_singles.items() if n != before.get(k, 0)}
+    batched = {k: n - after_singles.get(k, 0) for k, n in after_batch.items()
+               if n != after_singles.get(k, 0)}
+    assert batched == singles
+    client.close()

@@ -163,20 +163,20 @@ class GrpcProfileDirectory:
 
 class GrpcConsentWriter:
     """ConsentWriter over the profile service. Withdrawn consents go in one BatchUpdateConsent
-    call per 1,000 changes. Device flags (notifications off, app uninstalled) are profile
-    fields the API changes one user at a time (UpdateProfile with an update mask), so those
-    calls are pipelined. Everything must succeed (a failure raises, and the outcome intake
-    keeps the changes for its retry pass), except that a user the profile service no longer
-    knows (erased) is done with: there is nobody left to opt out."""
+    call per 1,000 changes, device flags (notifications off, app uninstalled) in one
+    BatchUpdateProfiles call per ``batch_size`` users, each item an update mask naming the
+    flag. Everything must succeed (a refused item raises, and the outcome intake keeps the
+    changes for its retry pass; repeating a change is harmless), except that a user the
+    profile service no longer knows (erased) is done with: there is nobody left to opt out."""
 
-    def __init__(self, channel, timeout_s: float = 10.0, concurrency: int = 32):
+    def __init__(self, channel, timeout_s: float = 10.0, batch_size: int = BATCH):
         from marketing.profile.v1 import profile_service_pb2 as pb
         from marketing.profile.v1 import profile_service_pb2_grpc as pb_grpc
 
         self.pb = pb
         self.stub = pb_grpc.ProfileServiceStub(channel)
         self.timeout_s = timeout_s
-        self.concurrency = concurrency
+        self.batch_size = batch_size
 
     @staticmethod
     def _when(ts_ms: int):
@@ -185,6 +185,17 @@ class GrpcConsentWriter:
         when = timestamp_pb2.Timestamp()
         when.FromMilliseconds(ts_ms)
         return when
+
+    @staticmethod
+    def _check(results, what: str) -> None:
+        """Raises unless every item was stored or names a user that no longer exists."""
+        refused = [r for r in results
+                   if r.status.code not in (grpc.StatusCode.OK.value[0],
+                                            grpc.StatusCode.NOT_FOUND.value[0])]
+        if refused:
+            raise RuntimeError(
+                f"profile service refused {len(refused)} {what}(s), the first for "
+                f"{refused[0].name}: {refused[0].status.message}")
 
     def _unsubscribe(self, changes) -> None:
         pb = self.pb
@@ -196,36 +207,31 @@ class GrpcConsentWriter:
                     source=c.source[:128], update_time=self._when(c.ts_ms))])
                 for c in part])
             response = self.stub.BatchUpdateConsent(request, timeout=self.timeout_s)
-            refused = [r for r in response.results
-                       if r.status.code not in (grpc.StatusCode.OK.value[0],
-                                                grpc.StatusCode.NOT_FOUND.value[0])]
-            if refused:
-                raise RuntimeError(
-                    f"profile service refused {len(refused)} consent change(s), the first "
-                    f"for {refused[0].name}: {refused[0].status.message}")
+            self._check(response.results, "consent change")
 
     def _flag(self, change):
+        """The UpdateProfile item setting the device flag a change reports."""
         from google.protobuf import field_mask_pb2
 
         pb = self.pb
         flag = ("notifications_disabled" if change.kind == "notification_disabled"
                 else "app_uninstalled")
         profile = pb.Profile(name=f"profiles/{change.external_id}", **{flag: True})
-        request = pb.UpdateProfileRequest(profile=profile,
-                                          update_mask=field_mask_pb2.FieldMask(paths=[flag]))
-        return self.stub.UpdateProfile.future(request, timeout=self.timeout_s)
+        return pb.UpdateProfileRequest(profile=profile,
+                                       update_mask=field_mask_pb2.FieldMask(paths=[flag]))
+
+    def _flags(self, changes) -> None:
+        pb = self.pb
+        for start in range(0, len(changes), self.batch_size):
+            request = pb.BatchUpdateProfilesRequest(
+                requests=[self._flag(c) for c in changes[start:start + self.batch_size]])
+            response = self.stub.BatchUpdateProfiles(request, timeout=self.timeout_s)
+            self._check(response.results, "device flag")
 
     def apply(self, changes) -> None:
         todo = [c for c in changes if c.external_id]
         self._unsubscribe([c for c in todo if c.kind == "unsubscribed"])
-        flags = [c for c in todo if c.kind != "unsubscribed"]
-        for start in range(0, len(flags), self.concurrency):
-            for future in [self._flag(c) for c in flags[start:start + self.concurrency]]:
-                try:
-                    future.result()
-                except grpc.RpcError as error:
-                    if error.code() != grpc.StatusCode.NOT_FOUND:
-                        raise
+        self._flags([c for c in todo if c.kind != "unsubscribed"])
 
 
 class GrpcSegmentSource:

@@ -122,6 +122,36 @@ def test_opt_outs_go_in_one_batch_call_and_an_erased_user_is_done_with(suite):
     assert [contacts[u].consent for u in (1, 2, 3, 6)] == [False, False, None, False]
 
 
+def test_device_flags_go_in_batch_calls_and_an_erased_user_is_done_with(suite):
+    address = suite["profile"]["address"]
+    directory = GrpcProfileDirectory(channel(address, "service"))
+    writer = GrpcConsentWriter(channel(address, "service"))
+    admin = ppb_grpc.ProfileServiceStub(channel(address, "admin"))
+    admin.EraseUser(ppb.EraseUserRequest(name="profiles/u5", reason="test"))
+    now = int(time.time() * 1000)
+    batches, singles = _handled("BatchUpdateProfiles"), _handled("UpdateProfile")
+    writer.apply([ConsentChange(u, f"u{u}", "push",
+                                "notification_disabled" if u % 2 else "uninstalled", now, "sdk")
+                  for u in (1, 2, 3, 4, 5)])
+    assert _handled("BatchUpdateProfiles") == batches + 1 and _handled("UpdateProfile") == singles
+    contacts = directory.contactability([1, 2, 3, 4, 6], "push")
+    assert [contacts[u].notifications_disabled for u in (1, 2, 3, 4, 6)] == [
+        True, False, True, False, False]
+    assert [contacts[u].app_uninstalled for u in (1, 2, 3, 4, 6)] == [
+        False, True, False, True, False]
+    # Batches of up to batch_size users (the profile service's limit by default).
+    small = GrpcConsentWriter(channel(address, "service"), batch_size=2)
+    batches = _handled("BatchUpdateProfiles")
+    small.apply([ConsentChange(u, f"u{u}", "push", "uninstalled", now, "sdk")
+                 for u in (1, 2, 3, 5, 6)])
+    assert _handled("BatchUpdateProfiles") == batches + 3
+    assert all(c.app_uninstalled for c in directory.contactability([1, 2, 3, 6], "push").values())
+    # Any other refusal of an item is an error: the intake keeps the change for its retry.
+    with pytest.raises(RuntimeError, match="device flag"):
+        writer.apply([ConsentChange(7, "no such/id", "push", "uninstalled", now, "sdk"),
+                      ConsentChange(5, "u5", "push", "uninstalled", now, "sdk")])
+
+
 def test_a_segment_touch_sends_through_the_grpc_sources(suite, tmp_path, embedded_redis_url):
     segment = create_segment(suite["segment"]["address"], 'city = "Paris"')
     store = Store(open_engine(f"sqlite:///{tmp_path / 'delivery-core.db'}"))

@@ -49,7 +49,8 @@ class RealtimeMembership:
         self.maxlen = maxlen
         self.segments_ttl_s = segments_ttl_s
         self._segments: list[tuple[int, object]] = []
-        self._segments_loaded = 0.0
+        # When the segments were last read (monotonic seconds); None: never, or forgotten.
+        self._segments_loaded: float | None = None
         self._pending_checked = False
 
     def ensure_group(self) -> None:
@@ -61,14 +62,15 @@ class RealtimeMembership:
 
     def segments(self) -> list[tuple[int, object]]:
         """The real-time segments and their rules, re-read every few seconds."""
-        if time.monotonic() - self._segments_loaded > self.segments_ttl_s:
+        loaded = self._segments_loaded
+        if loaded is None or time.monotonic() - loaded > self.segments_ttl_s:
             self._segments = [(row["id"], parse_rule(row["rule_text"]))
                               for row in self.core.store.realtime_segments()]
             self._segments_loaded = time.monotonic()
         return self._segments
 
     def forget_segments(self) -> None:
-        self._segments_loaded = 0.0
+        self._segments_loaded = None
 
     def initialize(self, segment_id: int, now_ms: int | None = None) -> int:
         """Loads a segment's full current membership without publishing changes."""

@@ -115,3 +115,15 @@ def test_unprocessed_events_survive_a_crash(live):
     restarted = RealtimeMembership(core, client, consumer="segment-1", segments_ttl_s=0)
     assert restarted.poll_once(block_ms=50) == 1
     assert changes(client) == [(str(segment.id), "u5", "entered")]
+
+
+def test_segments_are_read_on_first_use_whatever_their_ttl(live):
+    core, _, client, *_ = live
+    older = core.create("Older", parse_rule("age >= 28"), realtime=True)
+    # A time to live longer than the machine has been up (the monotonic clock's age).
+    patient = RealtimeMembership(core, client, segments_ttl_s=10**9)
+    assert [sid for sid, _ in patient.segments()] == [older.id]
+    newer = core.create("Younger", parse_rule("age < 28"), realtime=True)
+    assert [sid for sid, _ in patient.segments()] == [older.id]
+    patient.forget_segments()
+    assert [sid for sid, _ in patient.segments()] == [older.id, newer.id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import operator
 from collections.abc import Callable, Sequence
 
@@ -24,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FunctionElement, Select
-from sqlalchemy.types import Boolean
+from sqlalchemy.types import Boolean, TypeDecorator, UserDefinedType
 
 from services.common import profile_tables as pt
 from services.segment.catalog import TRAITS, Catalog
@@ -54,6 +55,8 @@ from services.segment.rules import (
 from services.segment.validate import parse_instant
 
 DAY_MS = 86_400_000
+# The name of the parameter holding the ids an evaluation is restricted to.
+RESTRICT_IDS = "restrict_ids"
 
 VALUE_COLUMNS = {
     "string": pt.profile_attributes.c.str_value,
@@ -111,6 +114,66 @@ def _contains_duckdb(element, compiler, **kw):
 @compiles(json_list_contains)
 def _contains_default(element, compiler, **kw):
     raise CompileError(f"'contains' on a string list is not supported on {compiler.dialect.name}")
+
+
+class IdListType(UserDefinedType):
+    """The engine type of an id list parameter (only ever bound, never stored)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw) -> str:
+        return "BIGINT[]"
+
+
+class IdList(TypeDecorator):
+    """User ids bound as one parameter: a JSON array on SQLite (read back with json_each),
+    a list the driver sends as an array elsewhere. The statement's text is the same for any
+    number of ids, so it is compiled once and the engine prepares it once."""
+
+    impl = IdListType
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        ids = [int(v) for v in value]
+        return json.dumps(ids) if dialect.name == "sqlite" else ids
+
+
+class in_id_list(FunctionElement):
+    """True when the id column's value is in a bound id list (``IdList``)."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "in_id_list"
+
+    def self_group(self, against=None):
+        # Already a predicate: never "... = 1" on engines without a boolean type, which
+        # would keep SQLite from looking the ids up in an index.
+        return self
+
+
+@compiles(in_id_list, "sqlite")
+def _in_ids_sqlite(element, compiler, **kw):
+    column, ids = list(element.clauses)
+    return (f"{compiler.process(column, **kw)} IN "
+            f"(SELECT value FROM json_each({compiler.process(ids, **kw)}))")
+
+
+@compiles(in_id_list, "postgresql")
+def _in_ids_postgresql(element, compiler, **kw):
+    column, ids = list(element.clauses)
+    return f"{compiler.process(column, **kw)} = ANY(CAST({compiler.process(ids, **kw)} AS BIGINT[]))"
+
+
+@compiles(in_id_list, "duckdb")
+def _in_ids_duckdb(element, compiler, **kw):
+    column, ids = list(element.clauses)
+    return (f"{compiler.process(column, **kw)} IN "
+            f"(SELECT UNNEST(CAST({compiler.process(ids, **kw)} AS BIGINT[])))")
+
+
+@compiles(in_id_list)
+def _in_ids_default(element, compiler, **kw):
+    raise CompileError(f"id lists are not supported on {compiler.dialect.name}")
 
 
 def bound_list(column, values: Sequence) -> list:
@@ -197,7 +260,8 @@ class Compiler:
     recorded in ``instants``), so a statement built once can run at another instant with new
     values for those names alone (``PreparedRules``). ``restrict_ids`` limits the evaluation
     to some users (real-time re-checks): it is pushed into every subquery so engines never
-    scan the whole store.
+    scan the whole store. The ids are one parameter (``restrict_ids``, an ``IdList``), so a
+    statement built for some users re-checks any others with new values for that name.
     ``dialect`` (the read engine's dialect name) picks the semi-join spelling that engine
     plans best; the result is the same on every engine.
 
@@ -219,7 +283,7 @@ class Compiler:
         self.resolve_segment = resolve_segment
         self.dialect = dialect
         self.restrict = (
-            bindparam("restrict_ids", list(restrict_ids), expanding=True)
+            bindparam(RESTRICT_IDS, list(restrict_ids), type_=IdList())
             if restrict_ids is not None else None
         )
         self._inlining: list[int] = []
@@ -234,7 +298,7 @@ class Compiler:
             profiles = pt.profiles
             where = [self._excludes(profiles.c.id, members)]
             if self.restrict is not None:
-                where.insert(0, profiles.c.id.in_(self.restrict))
+                where.insert(0, in_id_list(profiles.c.id, self.restrict))
             return select(profiles.c.id).where(*where)
         found = members.query.subquery("members")
         statement = select(found.c.user_id.label("id"))
@@ -335,7 +399,7 @@ class Compiler:
 
     # Helpers.
     def _users(self, column) -> list:
-        return [column.in_(self.restrict)] if self.restrict is not None else []
+        return [in_id_list(column, self.restrict)] if self.restrict is not None else []
 
     def before_now(self, column, ms: int = 0):
         """The instant ``ms`` before now, as a parameter named after ``ms`` (one per offset:
@@ -519,4 +583,5 @@ def compile_rule(rule: Condition, catalog: Catalog, now_ms: int,
     return Compiler(catalog, now_ms, resolve_segment, restrict_ids, dialect).statement(rule)
 
 
-__all__ = ["CompileError", "Compiler", "Members", "compare", "compile_rule"]
+__all__ = ["RESTRICT_IDS", "CompileError", "Compiler", "IdList", "Members", "compare",
+           "compile_rule", "in_id_list"]

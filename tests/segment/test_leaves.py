@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from services.common import profile_tables as pt
 from services.segment.compiler import compile_rule
 from services.segment.prepared import PreparedRules
 from services.segment.text import parse_rule
@@ -21,13 +23,21 @@ def run(engine, catalog, text, segments=None, restrict=None) -> set[int]:
         found = set(connection.execute(statement).scalars())
         # The engine's own semi-join spelling and the portable one select the same users.
         assert set(connection.execute(portable).scalars()) == found
+        prepared = PreparedRules(engine.dialect)
         if restrict is None:
             # The service's kept statement, built at another instant and run at NOW with
             # the instants bound again, selects and counts the same users.
-            prepared = PreparedRules(engine.dialect)
             prepared.members(connection, rule, catalog, NOW - 7 * DAY, resolve)
             assert set(prepared.members(connection, rule, catalog, NOW, resolve)) == found
             assert prepared.count(connection, rule, catalog, NOW, resolve) == len(found)
+            # So does the kept re-check statement, given every user.
+            everyone = list(connection.execute(select(pt.profiles.c.id)).scalars())
+            prepared.among(connection, rule, catalog, NOW - 7 * DAY, everyone[:1], resolve)
+            assert prepared.among(connection, rule, catalog, NOW, everyone, resolve) == found
+        else:
+            # The kept re-check statement, built for other ids at another instant.
+            prepared.among(connection, rule, catalog, NOW - 7 * DAY, [], resolve)
+            assert prepared.among(connection, rule, catalog, NOW, restrict, resolve) == found
     return found
 
 

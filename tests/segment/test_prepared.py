@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from services.common import profile_tables as pt
 from services.segment.catalog import Catalog
 from services.segment.compiler import compile_rule
-from services.segment.prepared import PreparedRules
+from services.segment.prepared import COUNT, IDS, PreparedRules
 from services.segment.text import parse_rule
 from tests.segment.conftest import DAY, NOW, Population
 
@@ -35,14 +35,14 @@ def test_one_statement_serves_every_instant(visits):
     engine, catalog, users = visits
     prepared = PreparedRules(engine.dialect)
     rule = parse_rule('count(visit, 3d) >= 1 and level = "gold"')
-    kept = prepared.prepare("ids", rule, catalog, NOW)
+    kept = prepared.prepare(IDS, rule, catalog, NOW)
     with engine.connect() as connection:
         for days in (0, 2, 4, 7, 30):
             now = NOW - days * DAY
             expected = fresh(connection, rule, catalog, now)
             assert set(prepared.members(connection, rule, catalog, now)) == expected
             assert prepared.count(connection, rule, catalog, now) == len(expected)
-            assert prepared.prepare("ids", rule, catalog, now) is kept
+            assert prepared.prepare(IDS, rule, catalog, now) is kept
         # Users 1 and 3 visited in the three days before NOW; 5 and 7 in those before NOW - 4d.
         assert set(prepared.members(connection, rule, catalog, NOW)) == {users[0], users[2]}
         assert set(prepared.members(connection, rule, catalog, NOW - 4 * DAY)) == {users[4], users[6]}
@@ -52,11 +52,11 @@ def test_catalogue_changes_rebuild_and_equal_catalogues_do_not(visits):
     engine, catalog, _ = visits
     prepared = PreparedRules(engine.dialect)
     rule = parse_rule('level = "gold"')
-    kept = prepared.prepare("count", rule, catalog, NOW)
+    kept = prepared.prepare(COUNT, rule, catalog, NOW)
     same = Catalog(dict(catalog.attributes), catalog.models)
-    assert prepared.prepare("count", rule, same, NOW) is kept
+    assert prepared.prepare(COUNT, rule, same, NOW) is kept
     changed = Catalog({**catalog.attributes, "points": "number"}, catalog.models)
-    assert prepared.prepare("count", rule, changed, NOW) is not kept
+    assert prepared.prepare(COUNT, rule, changed, NOW) is not kept
 
 
 def test_a_changed_referenced_segment_is_seen(visits):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from pyroaring import BitMap, FrozenBitMap
-from sqlalchemy import func, select
+from sqlalchemy import Integer, bindparam, func, select
 from sqlalchemy.engine import Engine
 
 from services.common import profile_tables as pt
@@ -22,7 +22,7 @@ from services.common.errors import (
 )
 from services.segment.catalog import CatalogCache
 from services.segment.compiler import Compiler
-from services.segment.prepared import PreparedRules
+from services.segment.prepared import PreparedRules, Shape
 from services.segment.rules import Condition, referenced_segments
 from services.segment.store import SegmentStore
 from services.segment.text import RuleSyntaxError, format_rule, parse_rule_with_positions
@@ -38,6 +38,8 @@ RESOLVE_BATCH = 1000
 BITMAP_CACHE_SIZE = 16
 MAX_PAGE_SIZE = 1000
 MAX_PREVIEW = 1000
+# The parameter holding a preview's page size.
+PREVIEW_LIMIT = "preview_limit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,21 @@ class Comparison:
     left: list[tuple[int, str]]
 
 
+@dataclasses.dataclass(frozen=True)
+class PreviewPage(Shape):
+    """The members with the lowest ids and their external ids, ``preview_limit`` of them."""
+
+    def build(self, compiler: Compiler, rule: Condition | None):
+        members = compiler.statement(rule).subquery("members")
+        profiles = pt.profiles
+        return (select(profiles.c.id, profiles.c.external_id)
+                .join_from(members, profiles, profiles.c.id == members.c.id)
+                .order_by(members.c.id).limit(bindparam(PREVIEW_LIMIT, None, type_=Integer)))
+
+
+PREVIEW_PAGE = PreviewPage()
+
+
 def next_refresh(now_ms: int, every_minutes: int | None, daily_minute: int | None) -> int | None:
     """When a segment with this schedule is next refreshed after ``now_ms``."""
     if every_minutes:
@@ -105,7 +122,8 @@ class SegmentCore:
         self.store = SegmentStore(engine)
         self.read_engine = read_engine
         self.catalog = catalog
-        # Rules built and compiled once for estimates and snapshots.
+        # Statements built and compiled once per rule: estimates, snapshots, previews,
+        # insight and real-time re-checks.
         self.prepared = PreparedRules(read_engine.dialect)
         self.clock = clock
         # How long a decoded snapshot is served from memory before its stored metadata is
@@ -152,10 +170,6 @@ class SegmentCore:
             problems = rule_violations(rule, self.catalog.get(), self.resolve, segment_id)
         return problems
 
-    def compiler(self, now_ms: int | None = None, restrict_ids=None) -> Compiler:
-        return Compiler(self.catalog.get(), self.now_ms() if now_ms is None else now_ms,
-                        self.resolve, restrict_ids, self.read_engine.dialect.name)
-
     def estimate(self, rule: Condition, now_ms: int | None = None) -> int:
         now = self.now_ms() if now_ms is None else now_ms
         with self.read_engine.connect() as connection:
@@ -165,18 +179,24 @@ class SegmentCore:
                 ) -> list[tuple[int, str]]:
         """Up to ``limit`` members with the lowest ids, with their external ids."""
         limit = max(1, min(limit or 20, MAX_PREVIEW))
-        members = self.compiler(now_ms).statement(rule).subquery("members")
-        statement = (select(pt.profiles.c.id, pt.profiles.c.external_id)
-                     .join_from(members, pt.profiles, pt.profiles.c.id == members.c.id)
-                     .order_by(members.c.id).limit(limit))
+        now = self.now_ms() if now_ms is None else now_ms
         with self.read_engine.connect() as connection:
-            return [(int(i), e) for i, e in connection.execute(statement).all()]
+            rows = self.prepared.rows(connection, PREVIEW_PAGE, rule, self.catalog.get(), now,
+                                      self.resolve, {PREVIEW_LIMIT: limit})
+        return [(int(i), e) for i, e in rows]
 
     def evaluate(self, rule: Condition, now_ms: int) -> BitMap:
         """Every member's internal id, as a bitmap built from the engine's result."""
         with self.read_engine.connect() as connection:
             return self.prepared.members(connection, rule, self.catalog.get(), now_ms,
                                          self.resolve)
+
+    def among(self, rule: Condition, user_ids, now_ms: int) -> set[int]:
+        """Which of ``user_ids`` match ``rule`` at ``now_ms``: one statement, kept per rule,
+        with the ids bound as one parameter."""
+        with self.read_engine.connect() as connection:
+            return self.prepared.among(connection, rule, self.catalog.get(), now_ms, user_ids,
+                                       self.resolve)
 
     # Segments.
     def _segment(self, row: dict) -> Segment:
@@ -432,10 +452,10 @@ class SegmentCore:
                 now_ms: int | None = None):
         from services.segment.insight import build_insight
 
-        compiler = self.compiler(now_ms)
+        now = self.now_ms() if now_ms is None else now_ms
         with self.read_engine.connect() as connection:
-            return build_insight(compiler, connection, rule, fields, bounds, top_tags, rfm,
-                                 lifecycle)
+            return build_insight(self.prepared, connection, rule, self.catalog.get(), now,
+                                 fields, bounds, top_tags, rfm, lifecycle, self.resolve)
 
     def population(self) -> int:
         with self.read_engine.connect() as connection:

@@ -137,9 +137,7 @@ class RealtimeMembership:
                 self.initialize(segment_id, now)
                 continue
             current = {uid for uid, flag in zip(ids, replies[2 * index + 1]) if flag}
-            statement = self.core.compiler(now, ids).statement(rule)
-            with self.core.read_engine.connect() as connection:
-                matched = {int(u) for u in connection.execute(statement).scalars()}
+            matched = self.core.among(rule, ids, now)
             changes.extend((segment_id, uid, "entered") for uid in sorted(matched - current))
             changes.extend((segment_id, uid, "left") for uid in sorted(current - matched))
         if not changes:

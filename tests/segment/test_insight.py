@@ -6,8 +6,8 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.segment.catalog import CatalogCache
-from services.segment.compiler import Compiler
 from services.segment.insight import build_insight
+from services.segment.prepared import PreparedRules
 from services.segment.text import parse_rule
 from tests.segment.conftest import NOW, Population
 
@@ -28,8 +28,8 @@ def test_insight_shares_and_tgi(store_engine):
     catalog = CatalogCache(store_engine, 0).get()
     rule = parse_rule('has_tag("beauty")')
     with store_engine.connect() as connection:
-        insight = build_insight(Compiler(catalog, NOW), connection, rule, ["gender", "age"],
-                                bounds={"age": [32, 35]}, top_tags=5)
+        insight = build_insight(PreparedRules(store_engine.dialect), connection, rule, catalog,
+                                NOW, ["gender", "age"], bounds={"age": [32, 35]}, top_tags=5)
     assert (insight.segment_size, insight.population_size) == (4, 10)
     by = {d.dimension: {b.value: b for b in d.buckets} for d in insight.distributions}
     women = by["attribute:gender"]["f"]
@@ -55,13 +55,14 @@ def test_insight_default_buckets_and_errors(sqlite_engine):
     pop.write(sqlite_engine)
     catalog = CatalogCache(sqlite_engine, 0).get()
     with sqlite_engine.connect() as connection:
-        insight = build_insight(Compiler(catalog, NOW), connection, parse_rule("age >= 10"),
+        prepared = PreparedRules(sqlite_engine.dialect)
+        insight = build_insight(prepared, connection, parse_rule("age >= 10"), catalog, NOW,
                                 ["age"], top_tags=0, rfm=False, lifecycle=False)
         (dist,) = insight.distributions
         assert sum(b.population_count for b in dist.buckets) == 20
         assert sum(b.segment_count for b in dist.buckets) == 10
         assert len(dist.buckets) == 10
         with pytest.raises(InvalidArgument) as caught:
-            build_insight(Compiler(catalog, NOW), connection, parse_rule("age >= 10"),
+            build_insight(prepared, connection, parse_rule("age >= 10"), catalog, NOW,
                           ["age", "nope"])
         assert caught.value.violations[0][0] == "fields[1]"

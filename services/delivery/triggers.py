@@ -377,7 +377,7 @@ class TriggerEngine:
         self._claim = client.register_script(CLAIM_SCRIPT)
         self._ack = client.register_script(ACK_SCRIPT)
         self._defs: list[Definition] = []
-        self._loaded_at = 0.0
+        self._loaded_at: float | None = None  # None: load on next use
         self._ensure_groups()
 
     # Definitions ---------------------------------------------------------------------------
@@ -393,11 +393,12 @@ class TriggerEngine:
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[triggers_table.c.plan_id, triggers_table.c.touch_id],
                 set_={"spec": spec.to_dict(), "updated_ms": self.clock()}))
-        self._loaded_at = 0.0
+        self._loaded_at = None
 
     def definitions(self) -> list[Definition]:
         """Triggers of plans that may send, reloaded every ``refresh_s`` seconds."""
-        if time.monotonic() - self._loaded_at > self.refresh_s:
+        # The monotonic clock counts from boot: "never loaded" is None, not 0.
+        if self._loaded_at is None or time.monotonic() - self._loaded_at > self.refresh_s:
             from services.delivery.tables import plans
 
             with self.engine.connect() as conn:

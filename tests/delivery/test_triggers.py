@@ -258,3 +258,17 @@ def test_the_worker_recovers_when_redis_loses_its_streams(sqlite_url, redis_url,
         stop.set()
         worker.join(10)
     assert not worker.is_alive()
+
+
+def test_trigger_definitions_load_on_first_use_and_after_a_save_whatever_the_refresh(
+        sqlite_url, redis_url, profile_url, streams):
+    # The monotonic clock counts from the machine's boot: a refresh period longer than the
+    # machine has been up must not pass for "loaded a moment ago".
+    core, plan, engine, clock = world(sqlite_url, redis_url, profile_url, users=2)
+    patient = TriggerEngine(core.store.engine, redis.Redis.from_url(redis_url),
+                            TriggeredSender(core), clock=clock, refresh_s=10**9)
+    assert [d.touch_id for d in patient.definitions()] == ["remind"]
+    other = approved_plan(core, spec([touch("again", body="Still waiting",
+                                            external_ids=["u2"])]))
+    patient.save(other, "again", REMINDER)
+    assert sorted(d.touch_id for d in patient.definitions()) == ["again", "remind"]

@@ -84,7 +84,8 @@ def parse_model(data: bytes, max_bytes: int, field: str = "onnx_model") -> onnx.
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise InvalidArgument(field, f"is not an ONNX model (protobuf decoding failed: {exc})")
+        raise InvalidArgument(field, f"is not an ONNX model (protobuf decoding failed: {exc})") \
+            from exc
     if not model.HasField("graph") or model.ir_version <= 0:
         raise InvalidArgument(field, "is not an ONNX model (no graph or IR version)")
     for tensor in external_data_helper._get_all_tensors(model):
@@ -110,7 +111,7 @@ def parse_model(data: bytes, max_bytes: int, field: str = "onnx_model") -> onnx.
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidArgument(field, f"fails the ONNX checker: {first}")
+        raise InvalidArgument(field, f"fails the ONNX checker: {first}") from exc
     return model
 
 
@@ -423,7 +424,7 @@ def validate(data: bytes, specs: Sequence[FeatureSpec], output: OutputSpec, *,
         loaded = LoadedModel(name, version, data, specs, output, plan, intra_op_threads)
     except Exception as exc:  # noqa: BLE001 - any runtime refusal is the file's fault
         raise InvalidArgument("onnx_model", f"ONNX Runtime cannot load the model: "
-                              f"{str(exc).splitlines()[0][:300]}")
+                              f"{str(exc).splitlines()[0][:300]}") from exc
     numeric, strings = trial_rows(specs)
     try:
         scores = loaded.run(numeric, strings)
@@ -431,7 +432,7 @@ def validate(data: bytes, specs: Sequence[FeatureSpec], output: OutputSpec, *,
         raise
     except Exception as exc:  # noqa: BLE001
         raise InvalidArgument("onnx_model", f"trial inference failed: "
-                              f"{str(exc).splitlines()[0][:300]}")
+                              f"{str(exc).splitlines()[0][:300]}") from exc
     if scores.shape != (numeric.shape[0],):
         raise InvalidArgument("output", f"trial inference gave {scores.shape[0]} scores for "
                               f"{numeric.shape[0]} rows")

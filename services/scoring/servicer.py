@@ -224,7 +224,7 @@ def _token_in(token: str) -> dict:
     try:
         return json.loads(base64.urlsafe_b64decode(token.encode()).decode())
     except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("page_token", "is not a token this service issued")
+        raise InvalidArgument("page_token", "is not a token this service issued") from None
 
 
 def _token_out(value: dict) -> str:
@@ -258,7 +258,8 @@ def _audience_ids(request) -> list[int] | None:
 
                 return list(BitMap.deserialize(request.audience.roaring_bitmap))
             except Exception:  # noqa: BLE001
-                raise InvalidArgument("audience.roaring_bitmap", "is not a serialized bitmap")
+                raise InvalidArgument("audience.roaring_bitmap",
+                                      "is not a serialized bitmap") from None
     return None
 
 

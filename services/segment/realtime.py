@@ -1,8 +1,12 @@
-"""Real-time membership: re-checks users as their events arrive and publishes entered/left.
+"""Real-time membership: re-checks users as their events arrive or their profiles change, and
+publishes entered/left.
 
 Redis keys (all owned by the segment service):
 - ``profile:events`` (read): the profile service's event stream, read by consumer group
   ``segment``.
+- ``profile:changes`` (read): the profile service's announcements of other changes to a user
+  (attributes, tags, traits, scores, consent, identity), read by the same consumer group: a
+  rule like ``age >= 30 and tag vip`` must not wait for the user's next event.
 - ``segment:{s<id>}:members``: a set of the internal ids currently in real-time segment <id>
   (the hash tag keeps one segment's key on one Redis Cluster shard).
 - ``segment:membership``: a stream of changes with fields ``segment`` (segments/<id>),
@@ -26,6 +30,9 @@ from services.segment.text import parse_rule
 log = logging.getLogger("marketing.segment.realtime")
 
 EVENTS_STREAM = "profile:events"
+CHANGES_STREAM = "profile:changes"
+# Both announce users whose membership may have changed; each entry carries ``user_id``.
+STREAMS = (EVENTS_STREAM, CHANGES_STREAM)
 GROUP = "segment"
 MEMBERSHIP_STREAM = "segment:membership"
 # Ids written to Redis per command when a segment's membership is loaded in full.
@@ -37,8 +44,9 @@ def members_key(segment_id: int) -> str:
 
 
 class RealtimeMembership:
-    """Consumes ``profile:events`` in batches: one SQL statement per real-time segment per
-    batch of users, one pipelined round trip for current membership and one for the changes."""
+    """Consumes ``profile:events`` and ``profile:changes`` in batches: one SQL statement per
+    real-time segment per batch of users, one pipelined round trip for current membership and
+    one for the changes."""
 
     def __init__(self, core: SegmentCore, client: redis.Redis, consumer: str = "segment-1",
                  batch_size: int = 500, maxlen: int = 1_000_000, segments_ttl_s: float = 5.0):
@@ -54,11 +62,12 @@ class RealtimeMembership:
         self._pending_checked = False
 
     def ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(EVENTS_STREAM, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in STREAMS:
+            try:
+                self.redis.xgroup_create(stream, GROUP, id="$", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def segments(self) -> list[tuple[int, object]]:
         """The real-time segments and their rules, re-read every few seconds."""
@@ -182,29 +191,32 @@ class RealtimeMembership:
         return published
 
     def poll_once(self, block_ms: int = 1000) -> int:
-        """Reads one batch (first any left unacknowledged by a crash), re-checks, acks."""
-        entries = []
+        """Reads one batch from both streams (first any left unacknowledged by a crash),
+        re-checks the users they name together, acks."""
+        replies = []
         if not self._pending_checked:
-            reply = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: "0"},
-                                          count=self.batch_size)
-            entries = reply[0][1] if reply else []
-            self._pending_checked = not entries
-        if not entries:
-            reply = self.redis.xreadgroup(GROUP, self.consumer, {EVENTS_STREAM: ">"},
-                                          count=self.batch_size, block=block_ms)
-            entries = reply[0][1] if reply else []
+            replies = self.redis.xreadgroup(GROUP, self.consumer, dict.fromkeys(STREAMS, "0"),
+                                            count=self.batch_size) or []
+            self._pending_checked = not any(entries for _, entries in replies)
+        if not any(entries for _, entries in replies):
+            replies = self.redis.xreadgroup(GROUP, self.consumer, dict.fromkeys(STREAMS, ">"),
+                                            count=self.batch_size, block=block_ms) or []
         users = set()
-        for _, fields in entries:
-            raw = fields.get(b"user_id") or fields.get("user_id")
-            try:
-                users.add(int(raw))
-            except (TypeError, ValueError):
-                log.warning("event without a usable user_id", extra={"fields": str(fields)})
+        for _, entries in replies:
+            for _, fields in entries:
+                raw = fields.get(b"user_id") or fields.get("user_id")
+                try:
+                    users.add(int(raw))
+                except (TypeError, ValueError):
+                    log.warning("entry without a usable user_id", extra={"fields": str(fields)})
         if users:
             self.recheck(users)
-        if entries:
-            self.redis.xack(EVENTS_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
-        return len(entries)
+        read = 0
+        for stream, entries in replies:
+            if entries:
+                self.redis.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+                read += len(entries)
+        return read
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until ``stop`` is set; a Redis or database outage pauses, then retries."""

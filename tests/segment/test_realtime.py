@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import redis
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, update
 
 from services.common import profile_tables as pt
 from services.common.db import migrate
 from services.segment.catalog import CatalogCache
 from services.segment.core import SegmentCore
 from services.segment.realtime import (
+    CHANGES_STREAM,
     EVENTS_STREAM,
     MEMBERSHIP_STREAM,
     RealtimeMembership,
@@ -127,3 +128,45 @@ def test_segments_are_read_on_first_use_whatever_their_ttl(live):
     assert [sid for sid, _ in patient.segments()] == [older.id]
     patient.forget_segments()
     assert [sid for sid, _ in patient.segments()] == [older.id, newer.id]
+
+
+def change_attribute(engine, client, user_id: int, name: str, value: float) -> None:
+    """Changes an attribute as the profile service does: the store, then ``profile:changes``."""
+    with engine.begin() as connection:
+        connection.execute(update(pt.profile_attributes)
+                           .where(pt.profile_attributes.c.user_id == user_id,
+                                  pt.profile_attributes.c.name == name)
+                           .values(num_value=value))
+    client.xadd(CHANGES_STREAM, {"user_id": user_id, "external_id": "",
+                                 "kinds": "attributes", "ts_ms": NOW})
+
+
+def test_profile_changes_move_users_without_an_event(live):
+    # "age >= 28" changes only with the profile: an event-only consumer never sees it.
+    core, rt, client, pop, engine, clock = live
+    older = core.create("Older", parse_rule("age >= 28"), realtime=True)
+    assert rt.initialize(older.id) == 3  # u8, u9, u10
+    change_attribute(engine, client, pop.ids["u2"], "age", 40)
+    change_attribute(engine, client, pop.ids["u9"], "age", 19)
+    add_events(engine, client, [dict(id=300, event_id="v", user_id=pop.ids["u3"],
+                                     event_type="visit", ts_ms=NOW - 1, value=None,
+                                     properties=None)])
+    assert rt.poll_once(block_ms=100) == 3  # both streams in one batch
+    sid = str(older.id)
+    assert sorted(changes(client)) == [(sid, "u2", "entered"), (sid, "u9", "left")]
+    assert {int(m) for m in client.smembers(members_key(older.id))} == {
+        pop.ids["u2"], pop.ids["u8"], pop.ids["u10"]}
+    assert client.xpending(CHANGES_STREAM, "segment")["pending"] == 0
+    assert client.xpending(EVENTS_STREAM, "segment")["pending"] == 0
+
+
+def test_unprocessed_profile_changes_survive_a_crash(live):
+    core, rt, client, pop, engine, clock = live
+    older = core.create("Older", parse_rule("age >= 28"), realtime=True)
+    rt.initialize(older.id)
+    change_attribute(engine, client, pop.ids["u4"], "age", 50)
+    # A consumer reads the change and dies before acknowledging it.
+    client.xreadgroup("segment", "segment-1", {CHANGES_STREAM: ">"}, count=10)
+    restarted = RealtimeMembership(core, client, consumer="segment-1", segments_ttl_s=0)
+    assert restarted.poll_once(block_ms=50) == 1
+    assert changes(client) == [(str(older.id), "u4", "entered")]

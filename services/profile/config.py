@@ -24,6 +24,10 @@ ENV_VARS: dict[str, str] = {
     "PROFILE_LIFECYCLE_DORMANT_DAYS": "last seen within this many days: 'dormant', else 'churned' (90)",
     "PROFILE_AS_OF": "fixed 'now' for traits (ISO date or epoch ms), for demos on history (unset)",
     "PROFILE_EVENTS_STREAM_MAXLEN": "approximate length cap of the profile:events stream (1000000)",
+    "PROFILE_ANNOUNCE_GRACE_SECONDS": "how long after its commit a batch of events may still "
+    "be on its way to Redis; one still unannounced then was left behind (its process "
+    "stopped, or Redis failed) and the maintenance pass announces it. Keep it above any "
+    "commit-to-publish delay and any clock skew between replicas (60)",
     "PROFILE_STREAM_FLUSH_EVENTS": "StreamEvents commits once this many events are buffered (5000)",
     "PROFILE_STREAM_TRAITS": "traits of streamed events: 'sync' (refreshed in each batch's "
     "transaction, fresh when the stream answers) or 'background' (refreshed by one thread when "
@@ -31,7 +35,8 @@ ENV_VARS: dict[str, str] = {
     "traits lag the commit by up to a second plus one refresh round, about 0.1 s per 20000 "
     "events) (sync)",
     "PROFILE_OPT_OUT_CHANNELS": "channels where no consent record means subscribed (in_app,coupon)",
-    "PROFILE_MAINTENANCE_INTERVAL_SECONDS": "pruning and stream backlog period; 0 disables (300)",
+    "PROFILE_MAINTENANCE_INTERVAL_SECONDS": "period of pruning and of announcing what was left "
+    "unannounced (also run at start); 0 disables (300)",
     "PROFILE_FULL_RECOMPUTE_INTERVAL_SECONDS": "full traits recompute period; 0 disables (3600)",
 }
 
@@ -65,6 +70,7 @@ class ProfileConfig:
     lifecycle_dormant_days: int = 90
     as_of_ms: int | None = None
     events_stream_maxlen: int = 1_000_000
+    announce_grace_s: int = 60
     stream_flush_events: int = 5_000
     stream_traits: str = "sync"
     opt_out_channels: tuple[str, ...] = ("in_app", "coupon")
@@ -88,6 +94,8 @@ class ProfileConfig:
             raise ValueError(f"PROFILE_OPT_OUT_CHANNELS has unknown channels {sorted(unknown)}")
         if self.max_batch_events <= 0 or self.max_batch_items <= 0:
             raise ValueError("batch limits must be positive")
+        if self.announce_grace_s < 0:
+            raise ValueError("PROFILE_ANNOUNCE_GRACE_SECONDS must not be negative")
 
     @classmethod
     def from_env(cls, **overrides) -> ProfileConfig:
@@ -105,6 +113,7 @@ class ProfileConfig:
             "lifecycle_dormant_days": env_int("PROFILE_LIFECYCLE_DORMANT_DAYS", 90),
             "as_of_ms": parse_instant_ms(as_of) if as_of else None,
             "events_stream_maxlen": env_int("PROFILE_EVENTS_STREAM_MAXLEN", 1_000_000),
+            "announce_grace_s": env_int("PROFILE_ANNOUNCE_GRACE_SECONDS", 60),
             "stream_flush_events": env_int("PROFILE_STREAM_FLUSH_EVENTS", 5_000),
             "stream_traits": env_str("PROFILE_STREAM_TRAITS", "sync"),
             "opt_out_channels": _csv(env_str("PROFILE_OPT_OUT_CHANNELS", "in_app,coupon")),

@@ -38,9 +38,9 @@ from services.common.profile_tables import (
     profiles,
     scores,
 )
-from services.profile import store, traits
+from services.profile import announce, store, traits
 from services.profile.config import CHANNELS, DAY_MS, ProfileConfig
-from services.profile.tables import erasure_audit, identity_links, publish_backlog
+from services.profile.tables import erasure_audit, identity_links
 from services.profile.values import (
     ATTRIBUTE_NAME,
     COLUMN_FOR_TYPE,
@@ -52,7 +52,7 @@ from services.profile.values import (
 
 log = logging.getLogger(__name__)
 
-# Redis keys owned by this service.
+# Redis keys owned by this service (see services/profile/announce.py).
 EVENTS_STREAM = "profile:events"  # every newly stored event, see publish_events()
 ERASURES_STREAM = "profile:erasures"  # one entry per erased or deleted user
 ERASURES_STREAM_MAXLEN = 100_000
@@ -156,6 +156,8 @@ class EventColumns:
     values: Sequence[float | None]
     properties: Sequence[str | None]
     user_ids: Sequence[int] = ()
+    # The marker committed with these events once stored (see services/profile/announce.py).
+    marker: str = ""
 
     @classmethod
     def from_rows(cls, rows: Sequence[EventRow]) -> EventColumns:
@@ -525,7 +527,9 @@ class StreamIngestion:
         if not in_sync:
             core.defer_traits(touched)
         if stored:
-            encoded = prepared[0][1] if prepared and prepared[0][0] is stored else None
+            # The stored events carry their marker, in a copy sharing the columns.
+            exact = prepared and prepared[0][0].event_ids is stored.event_ids
+            encoded = prepared[0][1] if exact else None
             self._announcing.append(core._publisher.submit(self._announce, stored, encoded))
         if not in_sync and time.monotonic() - self._refreshed >= self.TRAITS_REFRESH_PERIOD_S:
             self._refreshed = time.monotonic()
@@ -591,12 +595,26 @@ class ProfileCore:
         )
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_queued = False
+        # Announcement markers (see services/profile/announce.py): those published and not yet
+        # deleted, deleted together by the retiring thread; and those whose publication
+        # failed, which this process's next maintenance pass publishes without waiting.
+        self._announce_lock = threading.Lock()
+        self._published: set[str] = set()
+        self._unpublished: set[str] = set()
+        self._retire_queued = False
+        self._scripts: tuple[redis.Redis, dict] | None = None  # see _script()
+        self._retirer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="profile-announce-retire"
+        )
 
     def close(self) -> None:
-        """Finishes the stream batches being written, announced, refreshed and checkpointed."""
+        """Finishes the stream batches being written, announced, refreshed and checkpointed,
+        and retires the markers of what was announced."""
         self._writers.shutdown(wait=True)
         self._publisher.shutdown(wait=True)
         self._refresher.shutdown(wait=True)
+        self._retirer.shutdown(wait=True)
+        self._retire()
         self._checkpointer.shutdown(wait=True)
         if self._batches is not None:
             self._batches.dispose()
@@ -1392,7 +1410,8 @@ class ProfileCore:
         if resolved is not None:
             resolved(known)
         if not exact:
-            if store.insert_new_events(conn, known.storage_rows()) < len(known):
+            count, first, last = store.insert_new_events(conn, known.storage_rows())
+            if count < len(known):
                 raise _AlreadyStored  # rolls the transaction back
             stored = known
         else:
@@ -1400,6 +1419,12 @@ class ProfileCore:
             stored = known
             if len(stored_ids) < len(known):
                 stored = known.take([i for i, e in enumerate(known.event_ids) if e in stored_ids])
+            first, last = min(stored_ids.values(), default=0), max(stored_ids.values(), default=0)
+        if stored and self.redis is not None:
+            # Committed with the events, so they are announced even if this process stops
+            # before publishing them (see services/profile/announce.py).
+            stored = dataclasses.replace(stored, marker=announce.mark_events(
+                conn, first, last, now, self.config.announce_grace_s * 1000))
         if stored and refresh:
             traits.refresh_users(conn, set(stored.user_ids), self.config, self.as_of_ms(), now)
         return stored, ids, len(known)
@@ -1455,56 +1480,126 @@ class ProfileCore:
 
         Each chunk travels as a single JSON argument, column by column, that the script
         unpacks server side: packing every field as its own command argument cost more than
-        the SQL insert. The events are already committed; if Redis is unreachable, those not
-        yet announced go to the publish backlog, which the maintenance loop drains, so no
-        stored event goes unannounced. ``encoded`` is ``stored.announcements()`` when the
-        caller has it already. Returns how many were announced.
+        the SQL insert. The events are already committed with their marker; once published
+        the marker is retired, and if Redis is unreachable it stays for the maintenance pass,
+        so no stored event goes unannounced (see services/profile/announce.py). ``encoded``
+        is ``stored.announcements()`` when the caller has it already. Returns how many were
+        announced.
         """
         if not stored or self.redis is None:
             return 0
-        published = 0
         try:
-            for number, start in enumerate(range(0, len(stored), PUBLISH_CHUNK)):
-                self._publish_script()(
-                    keys=[EVENTS_STREAM],
-                    args=[self.config.events_stream_maxlen,
-                          encoded[number] if encoded is not None
-                          else stored.announcement(start, start + PUBLISH_CHUNK)],
-                )
-                published = min(start + PUBLISH_CHUNK, len(stored))
+            self._send_events(stored, encoded)
         except redis.RedisError as exc:
             log.warning("profile:events publication deferred: %s", exc)
-            with self.engine.begin() as conn:
-                store.queue_for_publication(conn, stored.event_ids[published:], self.now_ms())
-        return published
+            self._publication_failed(stored.marker)
+            return 0
+        self._publication_done(stored.marker)
+        return len(stored)
 
-    def _publish_script(self):
-        script = getattr(self, "_script", None)
-        if script is None or script.registered_client is not self.redis:
-            script = self._script = self.redis.register_script(PUBLISH_LUA)
+    def _send_events(self, stored: EventColumns, encoded: Sequence[str] | None = None) -> None:
+        for number, start in enumerate(range(0, len(stored), PUBLISH_CHUNK)):
+            self._script(PUBLISH_LUA)(
+                keys=[EVENTS_STREAM],
+                args=[self.config.events_stream_maxlen,
+                      encoded[number] if encoded is not None
+                      else stored.announcement(start, start + PUBLISH_CHUNK)],
+            )
+
+    def _script(self, source: str):
+        """The registered Lua script of ``source`` on the current Redis client."""
+        scripts = self._scripts
+        if scripts is None or scripts[0] is not self.redis:
+            scripts = self._scripts = (self.redis, {})
+        script = scripts[1].get(source)
+        if script is None:
+            script = scripts[1][source] = self.redis.register_script(source)
         return script
 
-    def drain_publish_backlog(self, limit: int = 10_000) -> int:
-        """Publishes events whose announcement failed earlier; returns how many went out."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    events.c.id, events.c.event_id, events.c.user_id, events.c.event_type,
-                    events.c.ts_ms, events.c.value, events.c.properties, profiles.c.external_id,
-                )
-                .select_from(
-                    publish_backlog.join(events, events.c.id == publish_backlog.c.event_row_id)
-                    .join(profiles, profiles.c.id == events.c.user_id)
-                )
-                .order_by(events.c.id)
-                .limit(limit)
-            ).mappings().all()
-        if not rows:
-            return 0
+    def _publication_done(self, marker: str) -> None:
+        """Has the retiring thread delete ``marker``; retirements asked for while one is
+        queued share its statement."""
+        if not marker:
+            return
+        with self._announce_lock:
+            self._unpublished.discard(marker)
+            self._published.add(marker)
+            if self._retire_queued:
+                return
+            self._retire_queued = True
+        try:
+            self._retirer.submit(self._retire)
+        except RuntimeError:
+            # Shutting down: close() retires what is left.
+            with self._announce_lock:
+                self._retire_queued = False
+
+    def _publication_failed(self, marker: str) -> None:
+        if marker:
+            with self._announce_lock:
+                self._unpublished.add(marker)
+
+    def _retire(self) -> None:
+        """Deletes the markers of published announcements, all in one statement. They stay
+        in ``_published`` until deleted, so this process's maintenance pass never takes
+        them for left behind while they are being deleted."""
+        with self._announce_lock:
+            self._retire_queued = False
+            markers = set(self._published)
+        if not markers:
+            return
+        try:
+            with (self._batches or self.engine).begin() as conn:
+                announce.retire(conn, markers)
+        except Exception:
+            # Kept for the next retirement; if the process stops first, a maintenance pass
+            # announces them once more (a duplicate, never a loss).
+            log.exception("retiring %d announcement markers failed", len(markers))
+            return
+        with self._announce_lock:
+            self._published -= markers
+
+    def announce_left_behind(self, limit: int = 500) -> int:
+        """Announces what committed writes left unannounced; returns the entries published.
+
+        Takes the markers due (committed at least ``PROFILE_ANNOUNCE_GRACE_SECONDS`` ago: a
+        process stopped before publishing or retiring them) and those whose publication this
+        process saw fail, re-reads what each names, publishes it and deletes the marker. A
+        Redis failure ends the pass; what is left waits for the next one.
+        """
         if self.redis is None:
             return 0
-        published = self.publish_events(
-            EventColumns(
+        self._retire()
+        total = 0
+        while True:
+            with self._announce_lock:
+                # What this process published is not announced again, deleted or not.
+                failed, retiring = set(self._unpublished), set(self._published)
+            with self.engine.connect() as conn:
+                markers = [m for m in announce.due(conn, self.now_ms(), failed, limit)
+                           if m.marker not in retiring]
+            done: list[str] = []
+            try:
+                for marker in markers:
+                    total += self._announce_again(marker)
+                    done.append(marker.marker)
+            except redis.RedisError as exc:
+                log.warning("announcements left behind wait for Redis: %s", exc)
+                markers = []
+            finally:
+                with self.engine.begin() as conn:
+                    announce.retire(conn, done)
+                with self._announce_lock:
+                    self._unpublished.difference_update(done)
+            if len(markers) < limit:
+                return total
+
+    def _announce_again(self, marker: announce.Marker) -> int:
+        """Publishes what one marker names, as read now; returns the entries published."""
+        with self.engine.connect() as conn:
+            rows = announce.event_rows(conn, marker)
+        if rows:
+            self._send_events(EventColumns(
                 event_ids=[r["event_id"] for r in rows],
                 external_ids=[r["external_id"] for r in rows],
                 event_types=[r["event_type"] for r in rows],
@@ -1515,13 +1610,8 @@ class ProfileCore:
                     for r in rows
                 ],
                 user_ids=[r["user_id"] for r in rows],
-            )
-        )
-        # Only what went out leaves the backlog: Redis may have failed again part way.
-        with self.engine.begin() as conn:
-            for part in store.chunks([r["id"] for r in rows[:published]]):
-                conn.execute(delete(publish_backlog).where(publish_backlog.c.event_row_id.in_(part)))
-        return published
+            ))
+        return len(rows)
 
     def list_events(
         self,
@@ -1934,8 +2024,6 @@ class ProfileCore:
         with self.engine.begin() as conn:
             if self.config.retention_days > 0:
                 cutoff = now - self.config.retention_days * DAY_MS
-                old = select(events.c.id).where(events.c.ts_ms < cutoff)
-                conn.execute(delete(publish_backlog).where(publish_backlog.c.event_row_id.in_(old)))
                 removed["events"] = conn.execute(
                     delete(events).where(events.c.ts_ms < cutoff)
                 ).rowcount

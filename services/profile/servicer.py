@@ -687,7 +687,8 @@ def _json_value_out(raw) -> common_pb2.Value:
 
 
 class Maintenance:
-    """Background work: retention pruning, the stream backlog and periodic full recomputes."""
+    """Background work: retention pruning, announcing what was left unannounced (see
+    services/profile/announce.py) and periodic full recomputes."""
 
     def __init__(self, core: ProfileCore):
         self.core = core
@@ -707,6 +708,12 @@ class Maintenance:
 
     def _run(self) -> None:
         config = self.core.config
+        if config.maintenance_interval_s > 0:
+            # At start: what a stopped process committed and did not announce.
+            try:
+                self.core.announce_left_behind()
+            except Exception:
+                log.exception("announcing what was left behind failed")
         tick = min(i for i in (config.maintenance_interval_s, config.full_recompute_interval_s) if i > 0)
         elapsed = 0
         while not self.stopping.wait(tick):
@@ -714,7 +721,7 @@ class Maintenance:
             try:
                 if config.maintenance_interval_s > 0 and elapsed % config.maintenance_interval_s < tick:
                     self.core.prune()
-                    self.core.drain_publish_backlog()
+                    self.core.announce_left_behind()
                     self.core.refresh_traits()
                 if config.full_recompute_interval_s > 0 and elapsed % config.full_recompute_interval_s < tick:
                     self.core.recompute_traits()

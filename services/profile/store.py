@@ -44,7 +44,7 @@ from services.common.profile_tables import (
     profiles,
     scores,
 )
-from services.profile.tables import identity_links, publish_backlog
+from services.profile.tables import identity_links
 
 # Bound parameters per statement stay far below SQLite's (32766) and PostgreSQL's (65535) caps.
 IN_CHUNK = 900
@@ -310,26 +310,30 @@ def insert_events(conn: Connection, rows: Sequence[tuple]) -> dict[str, int]:
     return stored
 
 
-def insert_new_events(conn: Connection, rows: Iterable[tuple]) -> int:
+def insert_new_events(conn: Connection, rows: Iterable[tuple]) -> tuple[int, int, int]:
     """Stores (event_id, user_id, event_type, ts_ms, value, properties JSON text) tuples,
-    skipping ids already stored; returns how many rows it stored.
+    skipping ids already stored; returns (rows stored, least and greatest row id stored).
 
-    ``insert_events`` without RETURNING, for a caller that only needs the count (see
-    ``ProfileCore._store_rows``).
+    ``insert_events`` without a row back per event, for a caller that only needs the count
+    and the range (see ``ProfileCore._store_rows``); the ids are 0 when nothing was stored.
+    On SQLite the range is exact only when every row was stored: the greatest id is the last
+    one inserted and the ids of one write transaction are consecutive.
     """
     if conn.dialect.name == "postgresql":
         payload = json.dumps(list(rows), separators=(",", ":"))
         if payload == "[]":
-            return 0
-        return conn.exec_driver_sql(
-            f"INSERT INTO events ({EVENT_COLUMNS}) "
+            return 0, 0, 0
+        stored, first, last = conn.exec_driver_sql(
+            f"WITH stored AS (INSERT INTO events ({EVENT_COLUMNS}) "
             "SELECT r->>0, (r->>1)::bigint, r->>2, (r->>3)::bigint, (r->>4)::float8, (r->>5)::json "
-            "FROM json_array_elements(%s::json) AS r ON CONFLICT (event_id) DO NOTHING",
+            "FROM json_array_elements(%s::json) AS r ON CONFLICT (event_id) DO NOTHING "
+            "RETURNING id) SELECT count(*), min(id), max(id) FROM stored",
             (payload,),
-        ).rowcount
+        ).one()
+        return stored, first or 0, last or 0
     params = tuple(itertools.chain.from_iterable(rows))
     width = len(EVENT_COLUMNS.split(","))
-    stored = 0
+    stored = last = 0
     cursor = conn.connection.cursor()
     try:
         for part in chunks(params, SQLITE_ROWS_PER_INSERT * width):
@@ -339,10 +343,12 @@ def insert_new_events(conn: Connection, rows: Iterable[tuple]) -> int:
                 "ON CONFLICT (event_id) DO NOTHING",
                 part,
             )
-            stored += cursor.rowcount
+            if cursor.rowcount:
+                stored += cursor.rowcount
+                last = cursor.lastrowid
     finally:
         cursor.close()
-    return stored
+    return stored, (last - stored + 1) if stored else 0, last
 
 
 def batch_engine(engine: Engine, connections: int) -> Engine | None:
@@ -372,18 +378,6 @@ def batch_engine(engine: Engine, connections: int) -> Engine | None:
 def checkpoint(conn: Connection) -> None:
     """A passive SQLite checkpoint: copies what it can without waiting for anyone."""
     conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
-def queue_for_publication(conn: Connection, event_ids: Sequence[str], now_ms: int) -> None:
-    """Puts stored events (by event id) on the publish backlog, once each."""
-    if not event_ids:
-        return
-    rows = select(events.c.id, literal(now_ms)).where(in_set(conn, events.c.event_id, event_ids))
-    conn.execute(
-        dialect_insert(conn, publish_backlog)
-        .from_select(["event_row_id", "queued_ms"], rows)
-        .on_conflict_do_nothing(index_elements=["event_row_id"])
-    )
 
 
 def _dict_rows(conn: Connection, statement) -> list[dict]:
@@ -543,11 +537,6 @@ def list_profile_ids(
 def delete_user_data(conn: Connection, user_id: int) -> dict[str, int]:
     """Removes every row about one user from every table; returns rows removed per table."""
     counts: dict[str, int] = {}
-    counts[publish_backlog.name] = conn.execute(
-        delete(publish_backlog).where(
-            publish_backlog.c.event_row_id.in_(select(events.c.id).where(events.c.user_id == user_id))
-        )
-    ).rowcount
     for table in (
         events,
         profile_attributes,

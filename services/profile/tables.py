@@ -1,10 +1,19 @@
-"""Tables the profile service keeps for itself (identity links, erasure audit, ingestion bookkeeping)."""
+"""Tables the profile service keeps for itself (identity links, erasure audit, announcement bookkeeping)."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table
-
-from services.common.profile_tables import BigId
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -44,11 +53,19 @@ rfm_breakpoints = Table(
     Column("as_of_ms", BigInteger, nullable=False),
 )
 
-# Events stored but not yet published to the ``profile:events`` stream because Redis was
-# unreachable after the commit; the maintenance loop publishes them later.
-publish_backlog = Table(
-    "profile_publish_backlog",
+# One row per committed write whose announcement is not known to be published yet: a batch of
+# events (its row ids) or the profile changes of one transaction (users and kinds). Inserted in
+# the transaction it announces, deleted once published; the maintenance pass announces the rows
+# a stopped process or a Redis outage left behind (see services/profile/announce.py).
+announcements = Table(
+    "profile_announcements",
     metadata,
-    Column("event_row_id", BigId, primary_key=True, autoincrement=False),
-    Column("queued_ms", BigInteger, nullable=False),
+    Column("marker", String(32), primary_key=True),
+    Column("stream", String(16), nullable=False, comment="events or changes"),
+    Column("first_row_id", BigInteger, nullable=True, comment="events: least row id of the batch"),
+    Column("last_row_id", BigInteger, nullable=True, comment="events: greatest row id"),
+    Column("changes", Text, nullable=True, comment="changes: JSON [[user_id, kinds], ...]"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("due_ms", BigInteger, nullable=False, comment="left behind if still here then"),
+    Index("ix_profile_announcements_due", "due_ms"),
 )

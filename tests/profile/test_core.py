@@ -474,27 +474,27 @@ def test_retention_prunes_old_events(make_core, clock):
         assert [r.event_id for r in conn.execute(select(events))] == ["new"]
 
 
-def test_publish_backlog_when_redis_is_down(make_core, redis_url):
+def test_events_unpublished_while_redis_is_down_go_out_with_the_next_pass(make_core, redis_url):
     core = make_core()
     core.redis = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     now = core.now_ms()
     assert core.ingest_events([purchase("q1", "u", now, 1.0), purchase("q2", "u", now, 2.0)]).accepted == 2
     core.redis = redis.Redis.from_url(redis_url, decode_responses=True)
     assert core.redis.xlen(EVENTS_STREAM) == 0
-    assert core.drain_publish_backlog() == 2
+    assert core.announce_left_behind() == 2
     assert [f["event_id"] for _, f in core.redis.xrange(EVENTS_STREAM)] == ["q1", "q2"]
-    assert core.drain_publish_backlog() == 0
+    assert core.announce_left_behind() == 0
 
 
-def test_publish_backlog_survives_a_drain_while_redis_is_still_down(make_core, redis_url):
+def test_events_unpublished_survive_a_pass_while_redis_is_still_down(make_core, redis_url):
     core = make_core()
     down = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     core.redis = down
     now = core.now_ms()
     assert core.ingest_events([purchase("s1", "u", now, 1.0), purchase("s2", "u", now, 2.0)]).accepted == 2
-    assert core.drain_publish_backlog() == 0  # still down: nothing went out, nothing dropped
+    assert core.announce_left_behind() == 0  # still down: nothing went out, nothing dropped
     core.redis = redis.Redis.from_url(redis_url, decode_responses=True)
-    assert core.drain_publish_backlog() == 2
+    assert core.announce_left_behind() == 2
     assert [f["event_id"] for _, f in core.redis.xrange(EVENTS_STREAM)] == ["s1", "s2"]
 
 

@@ -1,0 +1,160 @@
+"""Announcements at least once: what was committed is announced even when the process stops
+between the commit and the publication, with several writers at once (SQLite and
+PostgreSQL, real Redis, a writer process really killed)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pathlib
+import signal
+import subprocess
+import sys
+
+import redis
+from sqlalchemy import select
+
+from services.common.profile_tables import events
+from services.profile.core import EVENTS_STREAM, EventIn
+from services.profile.servicer import Maintenance
+from services.profile.tables import announcements
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GRACE_S = 60
+
+# A writer that commits and is killed before it publishes: the process ends by SIGKILL at the
+# moment it would announce, as a crash would end it, with nothing run after.
+WRITER = r"""
+import os, signal, sys
+
+import redis
+
+from services.common.db import make_engine
+from services.profile.config import ProfileConfig
+from services.profile.core import EventIn, ProfileCore
+
+
+def killed(*_args, **_kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+ProfileCore.publish_events = killed
+url, redis_url, what, now_s = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+core = ProfileCore(make_engine(url), redis.Redis.from_url(redis_url), ProfileConfig(),
+                   clock=lambda: now_s)
+now = int(now_s * 1000)
+if what == "ingest":
+    core.ingest_events([EventIn(f"k{i}", f"killed-{i % 3}", "view", now - i) for i in range(5)])
+elif what == "stream":
+    stream = core.open_stream()
+    stream.add([(f"k{i}", f"killed-{i % 3}", "view", now - i, None, None) for i in range(5)])
+    stream.finish()
+raise SystemExit("the writer published")
+"""
+
+
+def _kill_a_writer(db_url: str, redis_url: str, what: str, now_s: float) -> None:
+    """Runs WRITER and checks it died by SIGKILL after its commit."""
+    done = subprocess.run([sys.executable, "-c", WRITER, db_url, redis_url, what, str(now_s)],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def _event_ids(client: redis.Redis) -> list[str]:
+    return [fields["event_id"] for _, fields in client.xrange(EVENTS_STREAM)]
+
+
+def _markers(core) -> int:
+    with core.engine.connect() as conn:
+        return len(conn.execute(select(announcements.c.marker)).all())
+
+
+def test_published_announcements_leave_nothing_to_announce_again(make_core, clock):
+    core = make_core()
+    now = core.now_ms()
+    core.ingest_events([EventIn(f"p{i}", f"u{i % 2}", "view", now - i) for i in range(4)])
+    stream = core.open_stream()
+    stream.add([(f"s{i}", "u0", "view", now - i, None, None) for i in range(3)])
+    stream.finish()
+    core.close()  # the markers of what was published are retired
+    assert _markers(core) == 0
+    clock.now_s += GRACE_S
+    assert core.announce_left_behind() == 0
+    assert sorted(_event_ids(core.redis)) == sorted(
+        [f"p{i}" for i in range(4)] + [f"s{i}" for i in range(3)])
+
+
+def _restarted(make_core, clock):
+    """A new process on the same database and Redis, once the grace has passed."""
+    core = make_core()
+    assert core.announce_left_behind() == 0  # its writer might still be publishing
+    clock.now_s += GRACE_S
+    return core
+
+
+def test_events_committed_by_a_killed_writer_are_announced_by_the_maintenance_pass_at_start(
+        make_core, db_url, redis_url, clock):
+    _kill_a_writer(db_url, redis_url, "ingest", clock.now_s)
+    core = make_core(maintenance_interval_s=3600, full_recompute_interval_s=0)
+    with core.engine.connect() as conn:
+        assert len(conn.execute(select(events.c.id)).all()) == 5
+    assert _event_ids(core.redis) == []
+    assert core.announce_left_behind() == 0  # its writer might still be publishing
+    clock.now_s += GRACE_S
+    maintenance = Maintenance(core)
+    maintenance.start()  # its first pass runs at once
+    maintenance.stop()  # and is waited for
+    assert sorted(_event_ids(core.redis)) == [f"k{i}" for i in range(5)]
+    entry = dict(core.redis.xrange(EVENTS_STREAM)[0][1])
+    assert entry["external_id"].startswith("killed-") and int(entry["user_id"]) > 0
+    assert core.announce_left_behind() == 0 and _markers(core) == 0
+
+
+def test_a_stream_batch_of_a_killed_writer_is_announced_after_restart(
+        make_core, db_url, redis_url, clock):
+    _kill_a_writer(db_url, redis_url, "stream", clock.now_s)
+    core = _restarted(make_core, clock)
+    assert core.announce_left_behind() == 5
+    assert sorted(_event_ids(core.redis)) == [f"k{i}" for i in range(5)]
+
+
+def test_a_killed_writers_batch_is_found_below_a_later_writers_published_batch(
+        make_core, db_url, redis_url, clock):
+    # Writer A commits (lower row ids) and dies; writer B commits later rows and publishes
+    # them. Whatever B announced, A's rows are announced by the next pass, whoever runs it.
+    _kill_a_writer(db_url, redis_url, "ingest", clock.now_s)
+    b = make_core()
+    now = b.now_ms()
+    b.ingest_events([EventIn(f"b{i}", "b-user", "view", now - i) for i in range(3)])
+    with b.engine.connect() as conn:
+        rows = dict(conn.execute(select(events.c.event_id, events.c.id)).all())
+    assert max(rows[f"k{i}"] for i in range(5)) < min(rows[f"b{i}"] for i in range(3))
+    assert sorted(_event_ids(b.redis)) == ["b0", "b1", "b2"]
+    clock.now_s += GRACE_S
+    assert b.announce_left_behind() == 5
+    announced = _event_ids(b.redis)
+    assert sorted(announced) == ["b0", "b1", "b2"] + [f"k{i}" for i in range(5)]
+
+
+def test_concurrent_writers_announce_every_event_once(make_core, clock):
+    writers = [make_core(stream_flush_events=50) for _ in range(2)]
+    now = writers[0].now_ms()
+
+    def write(n: int) -> None:
+        core = writers[n]
+        for round_ in range(4):
+            stream = core.open_stream()
+            stream.add([(f"w{n}-{round_}-{i}", f"u{i % 7}", "view", now - i, None, None)
+                        for i in range(120)])
+            stream.finish()
+            core.ingest_events([EventIn(f"w{n}-{round_}-x", "u1", "view", now)])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(write, n) for n in range(2)]:
+            done.result()  # raises what the writer raised
+    for core in writers:
+        core.close()
+    announced = _event_ids(writers[0].redis)
+    assert len(announced) == len(set(announced)) == 2 * 4 * 121
+    assert _markers(writers[0]) == 0
+    clock.now_s += GRACE_S
+    assert writers[1].announce_left_behind() == 0

@@ -1,15 +1,39 @@
-"""How nothing the profile service commits goes unannounced on its Redis streams.
+"""What the profile service announces on Redis streams, and how nothing committed goes unannounced.
 
 Streams (all owned by this service; ``profile:erasures`` has its own path in the core):
 
 - ``profile:events``: one entry per newly stored event (``event_id``, ``user_id``,
   ``external_id``, ``event_type``, ``ts_ms``, ``value``, ``properties``), capped at about
   ``PROFILE_EVENTS_STREAM_MAXLEN`` entries.
+- ``profile:changes``: one entry per user whose data segment rules read was changed by a
+  committed write other than an event: ``user_id`` (internal), ``external_id``, ``kinds``
+  (comma-separated, in the order of ``KINDS``) and ``ts_ms`` (the commit's instant), capped at
+  about ``PROFILE_CHANGES_STREAM_MAXLEN``. An entry is a hint to look again, not the data:
+  a consumer reads the user's current state.
 
-At least once, across crashes. Each transaction that stores events also inserts one *marker*
-row (``profile_announcements``) naming what it announces: the batch's row-id range. After the
-commit the writer publishes, then *retires* the marker: a background thread deletes the
-markers of many publications in one statement. A marker outlives its publication only when the process stopped between the commit
+Kinds and the writes that announce them (a write that changes nothing announces nothing;
+each write detects it in the statement that writes, so a concurrent writer cannot hide a
+change):
+
+- ``created``: CreateProfile (with ``attributes`` and ``tags`` when it set some);
+- ``attributes``, ``tags``: UpdateProfile and BatchUpdateProfiles (rows deleted or written
+  with other values), AddTags (a tag new or with another expiry), RemoveTags (a live tag
+  removed); the profile's own fields (time zone, quiet hours, device flags) are read by no
+  rule and are not announced;
+- ``consent``: UpdateConsent, BatchUpdateConsent (a record newer and different);
+- ``scores``: WriteScores (a score, version or time different from the stored one);
+- ``traits``: RecomputeTraits (users whose rule-visible traits changed; ``recency_days`` counts
+  in whole days, ``monetary`` in cents), the deferred refresh of streamed events' users
+  (``PROFILE_STREAM_TRAITS=background``) and MergeIdentity when events moved. Traits refreshed
+  in the transaction of the events that caused them are not announced again: those events'
+  own entries on ``profile:events`` name the same users and follow the same commit;
+- ``identity``: MergeIdentity (with the kinds of the rows moved from the anonymous profile).
+
+At least once, across crashes. Each transaction that stores events or changes also inserts
+one *marker* row (``profile_announcements``) naming what it announces: the batch's row-id
+range, or the changed users and their kinds. After the commit the writer publishes, then
+*retires* the marker: a background thread deletes the markers of many publications in one
+statement. A marker outlives its publication only when the process stopped between the commit
 and the publication (or the retirement), or when Redis failed. The maintenance pass (at start
 and every ``PROFILE_MAINTENANCE_INTERVAL_SECONDS``) announces every marker that has been there
 ``PROFILE_ANNOUNCE_GRACE_SECONDS`` since its commit, re-reading the rows it names, and deletes
@@ -38,15 +62,17 @@ without effect: segment re-checks the users named (membership changes are comput
 the live set), delivery's send ledger is keyed by the triggering event id and its timers by
 the event id, and attribution inserts each conversion once.
 
-Re-announcing reads the rows again: events of erased users are gone, so a late announcement
-never brings an erased user back. Markers hold row ids only.
+Re-announcing reads the rows again: events of erased users are gone, and changed users that
+no longer exist are dropped, so a late announcement never brings an erased user back. Markers
+hold internal ids only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Sequence
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Connection
@@ -55,8 +81,84 @@ from services.common.profile_tables import events, profiles
 from services.profile import store
 from services.profile.tables import announcements
 
+CHANGES_STREAM = "profile:changes"
+
+# What a change entry's ``kinds`` may name, in the order they are listed.
+KINDS = ("created", "attributes", "tags", "traits", "scores", "consent", "identity")
+
 # Markers' ``stream`` column.
 EVENTS = "events"
+CHANGES = "changes"
+
+# KEYS[1]: the changes stream; ARGV[1]: approximate length cap; ARGV[2]: a JSON array of
+# four parts (user ids, external ids, kinds, the instant), ids and instant as strings. One
+# entry per user; the stream is trimmed once per call.
+CHANGES_LUA = """
+local c = cjson.decode(ARGV[2])
+local users, externals, kinds, ts = c[1], c[2], c[3], c[4]
+local call, key = redis.call, KEYS[1]
+for i = 1, #users do
+  call('XADD', key, '*', 'user_id', users[i], 'external_id', externals[i], 'kinds', kinds[i],
+    'ts_ms', ts)
+end
+call('XTRIM', key, 'MAXLEN', '~', ARGV[1])
+return #users
+"""
+# Users per publishing script call: bounds how long one call keeps Redis busy.
+CHANGES_CHUNK = 2000
+
+
+class ChangeSet:
+    """The users one transaction changed, with what changed of each (see ``KINDS``)."""
+
+    def __init__(self) -> None:
+        self.by_user: dict[int, set[str]] = {}
+
+    def add(self, user_ids: Iterable[int], kind: str) -> ChangeSet:
+        for user_id in user_ids:
+            self.by_user.setdefault(int(user_id), set()).add(kind)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.by_user)
+
+
+def kinds_text(kinds: Collection[str]) -> str:
+    """``kinds`` as an entry carries them: comma-separated, in ``KINDS`` order."""
+    return ",".join(kind for kind in KINDS if kind in kinds)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileChanges:
+    """The entries of one commit on ``profile:changes`` and the marker awaiting them."""
+
+    user_ids: Sequence[int]
+    external_ids: Sequence[str]
+    kinds: Sequence[str]
+    ts_ms: int
+    marker: str = ""
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def announcements(self) -> list[str]:
+        """The ``CHANGES_LUA`` arguments announcing these changes, one per ``CHANGES_CHUNK``."""
+        return [
+            json.dumps(
+                [
+                    list(map(str, self.user_ids[start:start + CHANGES_CHUNK])),
+                    list(self.external_ids[start:start + CHANGES_CHUNK]),
+                    list(self.kinds[start:start + CHANGES_CHUNK]),
+                    str(self.ts_ms),
+                ],
+                separators=(",", ":"),
+            )
+            for start in range(0, len(self), CHANGES_CHUNK)
+        ]
+
+
+NO_CHANGES = ProfileChanges((), (), (), 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class Marker:
@@ -84,6 +186,24 @@ def mark_events(conn: Connection, first_row_id: int, last_row_id: int, now_ms: i
         created_ms=now_ms, due_ms=now_ms + grace_ms,
     ))
     return marker
+
+
+def mark_changes(conn: Connection, changed: ChangeSet, now_ms: int,
+                 grace_ms: int) -> ProfileChanges:
+    """Records, in the transaction making them, the changes to announce; returns their entries
+    (users that no longer exist are left out)."""
+    external = store.external_ids(conn, changed.by_user)
+    if not external:
+        return NO_CHANGES
+    user_ids = sorted(external)
+    kinds = [kinds_text(changed.by_user[u]) for u in user_ids]
+    marker = _new_marker()
+    conn.execute(announcements.insert().values(
+        marker=marker, stream=CHANGES,
+        changes=json.dumps([list(pair) for pair in zip(user_ids, kinds)], separators=(",", ":")),
+        created_ms=now_ms, due_ms=now_ms + grace_ms,
+    ))
+    return ProfileChanges(user_ids, [external[u] for u in user_ids], kinds, now_ms, marker)
 
 
 def due(conn: Connection, now_ms: int, failed: Collection[str], limit: int) -> list[Marker]:
@@ -123,3 +243,14 @@ def event_rows(conn: Connection, marker: Marker) -> list:
         .order_by(events.c.id)
     ).mappings().all()
 
+
+def marked_changes(conn: Connection, marker: Marker) -> ProfileChanges:
+    """The entries a changes marker names, stamped with its commit's instant; users that no
+    longer exist are left out."""
+    pairs = json.loads(marker.changes or "[]")
+    external = store.external_ids(conn, [user_id for user_id, _kinds in pairs])
+    kept = [(user_id, kinds) for user_id, kinds in pairs if user_id in external]
+    return ProfileChanges(
+        [user_id for user_id, _ in kept], [external[user_id] for user_id, _ in kept],
+        [kinds for _, kinds in kept], marker.created_ms, marker.marker,
+    )

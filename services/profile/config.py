@@ -24,10 +24,13 @@ ENV_VARS: dict[str, str] = {
     "PROFILE_LIFECYCLE_DORMANT_DAYS": "last seen within this many days: 'dormant', else 'churned' (90)",
     "PROFILE_AS_OF": "fixed 'now' for traits (ISO date or epoch ms), for demos on history (unset)",
     "PROFILE_EVENTS_STREAM_MAXLEN": "approximate length cap of the profile:events stream (1000000)",
-    "PROFILE_ANNOUNCE_GRACE_SECONDS": "how long after its commit a batch of events may still "
-    "be on its way to Redis; one still unannounced then was left behind (its process "
-    "stopped, or Redis failed) and the maintenance pass announces it. Keep it above any "
-    "commit-to-publish delay and any clock skew between replicas (60)",
+    "PROFILE_CHANGES_STREAM_MAXLEN": "approximate length cap of the profile:changes stream, one "
+    "entry per user whose attributes, tags, traits, scores, consent or identity a write changed "
+    "(1000000)",
+    "PROFILE_ANNOUNCE_GRACE_SECONDS": "how long after its commit a batch of events or a "
+    "profile change may still be on its way to Redis; one still unannounced then was left "
+    "behind (its process stopped, or Redis failed) and the maintenance pass announces it. "
+    "Keep it above any commit-to-publish delay and any clock skew between replicas (60)",
     "PROFILE_STREAM_FLUSH_EVENTS": "StreamEvents commits once this many events are buffered (5000)",
     "PROFILE_STREAM_TRAITS": "traits of streamed events: 'sync' (refreshed in each batch's "
     "transaction, fresh when the stream answers) or 'background' (refreshed by one thread when "
@@ -70,6 +73,7 @@ class ProfileConfig:
     lifecycle_dormant_days: int = 90
     as_of_ms: int | None = None
     events_stream_maxlen: int = 1_000_000
+    changes_stream_maxlen: int = 1_000_000
     announce_grace_s: int = 60
     stream_flush_events: int = 5_000
     stream_traits: str = "sync"
@@ -113,6 +117,7 @@ class ProfileConfig:
             "lifecycle_dormant_days": env_int("PROFILE_LIFECYCLE_DORMANT_DAYS", 90),
             "as_of_ms": parse_instant_ms(as_of) if as_of else None,
             "events_stream_maxlen": env_int("PROFILE_EVENTS_STREAM_MAXLEN", 1_000_000),
+            "changes_stream_maxlen": env_int("PROFILE_CHANGES_STREAM_MAXLEN", 1_000_000),
             "announce_grace_s": env_int("PROFILE_ANNOUNCE_GRACE_SECONDS", 60),
             "stream_flush_events": env_int("PROFILE_STREAM_FLUSH_EVENTS", 5_000),
             "stream_traits": env_str("PROFILE_STREAM_TRAITS", "sync"),

@@ -18,7 +18,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 
 import redis
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, not_, select, update
 from sqlalchemy.engine import Engine
 
 from services.common.errors import (
@@ -39,6 +39,12 @@ from services.common.profile_tables import (
     scores,
 )
 from services.profile import announce, store, traits
+from services.profile.announce import (
+    CHANGES_STREAM,
+    NO_CHANGES,
+    ChangeSet,
+    ProfileChanges,
+)
 from services.profile.config import CHANNELS, DAY_MS, ProfileConfig
 from services.profile.tables import erasure_audit, identity_links
 from services.profile.values import (
@@ -52,7 +58,8 @@ from services.profile.values import (
 
 log = logging.getLogger(__name__)
 
-# Redis keys owned by this service (see services/profile/announce.py).
+# Redis keys owned by this service (see services/profile/announce.py); CHANGES_STREAM is
+# profile:changes, see publish_changes().
 EVENTS_STREAM = "profile:events"  # every newly stored event, see publish_events()
 ERASURES_STREAM = "profile:erasures"  # one entry per erased or deleted user
 ERASURES_STREAM_MAXLEN = 100_000
@@ -796,6 +803,13 @@ class ProfileCore:
             ).scalar_one()
             self._write_attributes(conn, user_id, profile.attributes, replace=True)
             self._write_tags(conn, user_id, profile.tags, replace=True)
+            changed = ChangeSet().add([user_id], "created")
+            if any(kind is not None for kind, _v in profile.attributes.values()):
+                changed.add([user_id], "attributes")
+            if profile.tags:
+                changed.add([user_id], "tags")
+            pending = self._mark_changes(conn, changed, now)
+        self.publish_changes(pending)
         return self.get_profile(profile.external_id)
 
     def _write_attributes(self, conn, user_id: int, attributes: dict, replace: bool) -> None:
@@ -815,11 +829,16 @@ class ProfileCore:
         ]
         store.upsert(conn, profile_attributes, rows, ["user_id", "name"])
 
-    def _write_tags(self, conn, user_id: int, tags, replace: bool) -> None:
+    def _write_tags(self, conn, user_id: int, tags, replace: bool) -> bool:
+        """Writes tags; returns whether any was new or had another expiry."""
         if replace:
             conn.execute(delete(profile_tags).where(profile_tags.c.user_id == user_id))
         rows = [{"user_id": user_id, "tag": t, "expires_ms": e} for t, e in dict(tags).items()]
-        store.upsert(conn, profile_tags, rows, ["user_id", "tag"])
+        return bool(store.upsert(
+            conn, profile_tags, rows, ["user_id", "tag"],
+            where=lambda stmt: store.differs(stmt, profile_tags, ["expires_ms"]),
+            returning=profile_tags.c.user_id,
+        ))
 
     def _user_id(self, conn, external_id: str, field: str = "name") -> int:
         self._check_external_id(field, external_id)
@@ -991,7 +1010,8 @@ class ProfileCore:
                 writes.setdefault(user_id, _ProfileWrite()).add(
                     columns, replaced, chosen, patch.tags if "tags" in mask else None
                 )
-            self._write_profiles(conn, writes, now)
+            pending = self._mark_changes(conn, self._write_profiles(conn, writes, now), now)
+        self.publish_changes(pending)
         return errors
 
     def _checked_update(self, patch: Profile, paths: Sequence[str]) -> dict[str, object]:
@@ -1035,47 +1055,74 @@ class ProfileCore:
         return replaced, chosen
 
     @staticmethod
-    def _write_profiles(conn, writes: dict[int, _ProfileWrite], now: int) -> None:
-        """Writes the changes of many users with a few set statements: attributes dropped
-        and upserted, tags replaced, and the profiles rows updated with one executemany per
-        combination of columns changed.
+    def _write_profiles(conn, writes: dict[int, _ProfileWrite], now: int) -> ChangeSet:
+        """Writes the changes of many users with a few set statements: attributes and tags
+        that go deleted, the others upserted, and the profiles rows updated with one
+        executemany per combination of columns changed. Returns the users whose attributes
+        or tags changed.
 
-        Users are written in internal-id order, so two batches over the same users lock
-        their rows in one order instead of deadlocking on PostgreSQL.
+        Each statement says which rows it changed (RETURNING): a delete the rows it removed,
+        an upsert the rows it inserted or found different. What it changed is read from the
+        rows as they were when written, so a concurrent writer cannot make a change look
+        like none. Users are written in internal-id order, so two batches over the same
+        users lock their rows in one order instead of deadlocking on PostgreSQL.
         """
+        changed = ChangeSet()
         if not writes:
-            return
+            return changed
         writes = dict(sorted(writes.items()))
+        attributes, tags = profile_attributes, profile_tags
         replaced = [u for u, w in writes.items() if w.replace_attributes]
         if replaced:
-            conn.execute(delete(profile_attributes).where(
-                store.in_set(conn, profile_attributes.c.user_id, replaced)))
-        cleared = [
-            {"b_user": u, "b_name": name}
+            # Every other attribute of these users goes; those named are upserted below.
+            kept = store.pair_keys(
+                (u, name) for u in replaced
+                for name, (kind, _v) in writes[u].attributes.items() if kind is not None
+            )
+            changed.add(conn.execute(
+                delete(attributes).where(
+                    store.in_set(conn, attributes.c.user_id, replaced),
+                    not_(store.in_set(conn, store.pair_key(attributes.c.user_id, attributes.c.name),
+                                      kept)),
+                ).returning(attributes.c.user_id)
+            ).scalars(), "attributes")
+        cleared = store.pair_keys(
+            (u, name)
             for u, w in writes.items() if not w.replace_attributes
             for name, (kind, _v) in w.attributes.items() if kind is None
-        ]
+        )
         if cleared:
-            conn.execute(
-                delete(profile_attributes).where(
-                    profile_attributes.c.user_id == bindparam("b_user"),
-                    profile_attributes.c.name == bindparam("b_name"),
-                ),
-                cleared,
-            )
-        store.upsert(conn, profile_attributes, [
+            changed.add(conn.execute(
+                delete(attributes).where(store.in_set(
+                    conn, store.pair_key(attributes.c.user_id, attributes.c.name), cleared))
+                .returning(attributes.c.user_id)
+            ).scalars(), "attributes")
+        changed.add(store.upsert(conn, attributes, [
             attribute_row(u, name, kind, value)
             for u, w in writes.items() for name, (kind, value) in w.attributes.items()
             if kind is not None
-        ], ["user_id", "name"])
+        ], ["user_id", "name"],
+            where=lambda stmt: store.differs(stmt, attributes, store.ATTRIBUTE_VALUE_COLUMNS),
+            returning=attributes.c.user_id,
+        ), "attributes")
         retagged = [u for u, w in writes.items() if w.tags is not None]
         if retagged:
-            conn.execute(delete(profile_tags).where(
-                store.in_set(conn, profile_tags.c.user_id, retagged)))
-            store.upsert(conn, profile_tags, [
+            kept = store.pair_keys((u, tag) for u in retagged for tag in writes[u].tags)
+            removed = conn.execute(
+                delete(tags).where(
+                    store.in_set(conn, tags.c.user_id, retagged),
+                    not_(store.in_set(conn, store.pair_key(tags.c.user_id, tags.c.tag), kept)),
+                ).returning(tags.c.user_id, tags.c.expires_ms)
+            ).all()
+            # An expired tag was already out of every rule's sight.
+            changed.add((u for u, expires in removed if expires is None or expires > now), "tags")
+            changed.add(store.upsert(conn, tags, [
                 {"user_id": u, "tag": tag, "expires_ms": expires}
                 for u in retagged for tag, expires in writes[u].tags.items()
-            ], ["user_id", "tag"])
+            ], ["user_id", "tag"],
+                where=lambda stmt: store.differs(stmt, tags, ["expires_ms"]),
+                returning=tags.c.user_id,
+            ), "tags")
         by_columns: dict[tuple[str, ...], list[dict]] = {}
         for u, w in writes.items():
             names = tuple(sorted(w.columns))
@@ -1089,6 +1136,7 @@ class ProfileCore:
                 ),
                 rows,
             )
+        return changed
 
     def list_profiles(
         self, page_size: int, after_id: int, filters: dict
@@ -1142,19 +1190,30 @@ class ProfileCore:
                 raise InvalidArgument(f"tags[{i}].expire_time", "must be in the future")
         with self.engine.begin() as conn:
             user_id = self._user_id(conn, external_id)
-            self._write_tags(conn, user_id, tags, replace=False)
+            changed = ChangeSet()
+            if self._write_tags(conn, user_id, tags, replace=False):
+                changed.add([user_id], "tags")
+            pending = self._mark_changes(conn, changed, now)
+        self.publish_changes(pending)
         return self.get_profile(external_id)
 
     def remove_tags(self, external_id: str, tags: Sequence[str]) -> Profile:
         if not tags:
             raise InvalidArgument("tags", "name at least one tag")
+        now = self.now_ms()
         with self.engine.begin() as conn:
             user_id = self._user_id(conn, external_id)
-            conn.execute(
+            removed = conn.execute(
                 delete(profile_tags).where(
                     profile_tags.c.user_id == user_id, profile_tags.c.tag.in_(list(tags))
-                )
-            )
+                ).returning(profile_tags.c.expires_ms)
+            ).scalars().all()
+            changed = ChangeSet()
+            # Removing a tag that had expired changes nothing a rule sees.
+            if any(expires is None or expires > now for expires in removed):
+                changed.add([user_id], "tags")
+            pending = self._mark_changes(conn, changed, now)
+        self.publish_changes(pending)
         return self.get_profile(external_id)
 
     # --- identity ------------------------------------------------------------------------
@@ -1187,16 +1246,25 @@ class ProfileCore:
             alias_id = conn.execute(
                 select(profiles.c.id).where(profiles.c.external_id == alias)
             ).scalar()
+            changed = ChangeSet()
             if alias_id is not None:
-                store.merge_user_rows(conn, alias_id, user_id)
+                moved = store.merge_user_rows(conn, alias_id, user_id)
                 traits.refresh_users(conn, [user_id], self.config, self.as_of_ms(), now)
+                for table, kind in ((events, "traits"), (profile_attributes, "attributes"),
+                                    (profile_tags, "tags"), (consents, "consent")):
+                    if moved[table.name]:
+                        changed.add([user_id], kind)
             if linked is None:
                 conn.execute(
                     identity_links.insert().values(
                         alias_external_id=alias, user_id=user_id, merged_ms=now
                     )
                 )
+            if alias_id is not None or linked is None:
+                changed.add([user_id], "identity")
             conn.execute(update(profiles).where(profiles.c.id == user_id).values(updated_ms=now))
+            pending = self._mark_changes(conn, changed, now)
+        self.publish_changes(pending)
         if alias_id is not None:
             self._publish_erasure(alias_id, alias, "merged", now)
         return self.get_profile(external_id), alias_id is not None
@@ -1353,7 +1421,8 @@ class ProfileCore:
         Users whose refresh failed (the database went away after their events' commit)
         stay deferred and are retried by the next call or maintenance round, so their
         traits lag at most until then (or until the next full recompute if the process
-        stops first).
+        stops first). The users are announced on ``profile:changes`` (kind traits): their
+        events were announced before their traits were fresh.
         """
         with self._traits_lock:
             with self._stale_lock:
@@ -1361,14 +1430,16 @@ class ProfileCore:
                 self._stale_users = set()
             if not wanted:
                 return 0
+            now = self.now_ms()
             try:
                 with self.engine.begin() as conn:
-                    return traits.refresh_users(
-                        conn, wanted, self.config, self.as_of_ms(), self.now_ms()
-                    )
+                    done = traits.refresh_users(conn, wanted, self.config, self.as_of_ms(), now)
+                    pending = self._mark_changes(conn, ChangeSet().add(wanted, "traits"), now)
             except Exception:
                 self.defer_traits(wanted)
                 raise
+        self.publish_changes(pending)
+        return done
 
     def _store_rows(
         self,
@@ -1506,6 +1577,34 @@ class ProfileCore:
                       else stored.announcement(start, start + PUBLISH_CHUNK)],
             )
 
+    def publish_changes(self, changes: ProfileChanges) -> int:
+        """Appends one entry per changed user to ``profile:changes``, one Lua call per
+        ``CHANGES_CHUNK`` users; the marker committed with the changes is retired once they
+        are published, or left for the maintenance pass if Redis is unreachable. Returns how
+        many were announced."""
+        if not changes or self.redis is None:
+            return 0
+        try:
+            self._send_changes(changes)
+        except redis.RedisError as exc:
+            log.warning("profile:changes publication deferred: %s", exc)
+            self._publication_failed(changes.marker)
+            return 0
+        self._publication_done(changes.marker)
+        return len(changes)
+
+    def _send_changes(self, changes: ProfileChanges) -> None:
+        for encoded in changes.announcements():
+            self._script(announce.CHANGES_LUA)(
+                keys=[CHANGES_STREAM], args=[self.config.changes_stream_maxlen, encoded])
+
+    def _mark_changes(self, conn, changed: ChangeSet, now: int) -> ProfileChanges:
+        """Records, in the transaction that made them, the changes to publish after its
+        commit (nothing when there are none, or no Redis to announce them on)."""
+        if not changed or self.redis is None:
+            return NO_CHANGES
+        return announce.mark_changes(conn, changed, now, self.config.announce_grace_s * 1000)
+
     def _script(self, source: str):
         """The registered Lua script of ``source`` on the current Redis client."""
         scripts = self._scripts
@@ -1596,6 +1695,12 @@ class ProfileCore:
 
     def _announce_again(self, marker: announce.Marker) -> int:
         """Publishes what one marker names, as read now; returns the entries published."""
+        if marker.stream == announce.CHANGES:
+            with self.engine.connect() as conn:
+                changes = announce.marked_changes(conn, marker)
+            if changes:
+                self._send_changes(changes)
+            return len(changes)
         with self.engine.connect() as conn:
             rows = announce.event_rows(conn, marker)
         if rows:
@@ -1656,18 +1761,27 @@ class ProfileCore:
                 with self._stale_lock:
                     self._stale_users = set()
                 with self.engine.begin() as conn:
-                    summary = traits.recompute_all(conn, self.config, as_of, now)
+                    summary = traits.recompute_all(conn, self.config, as_of, now,
+                                                   changes=self.redis is not None)
+                    pending = self._mark_changes(
+                        conn, ChangeSet().add(summary.pop("changed"), "traits"), now)
+            self.publish_changes(pending)
             return {**summary, "full": True, "as_of_ms": as_of}
+        if len(external_ids) > self.config.max_batch_items:
+            raise InvalidArgument("names", f"at most {self.config.max_batch_items}")
         with self.engine.begin() as conn:
-            if external_ids:
-                if len(external_ids) > self.config.max_batch_items:
-                    raise InvalidArgument("names", f"at most {self.config.max_batch_items}")
-                ids = store.resolve_ids(conn, external_ids)
-                missing = [e for e in external_ids if e not in ids]
-                if missing:
-                    raise NotFound("profile", f"profiles/{missing[0]}")
-                users = traits.refresh_users(conn, list(ids.values()), self.config, as_of, now)
-                return {"users": users, "full": False, "as_of_ms": as_of}
+            ids = store.resolve_ids(conn, external_ids)
+            missing = [e for e in external_ids if e not in ids]
+            if missing:
+                raise NotFound("profile", f"profiles/{missing[0]}")
+            before = traits.visible(conn, ids.values())
+            users = traits.refresh_users(conn, list(ids.values()), self.config, as_of, now)
+            after = traits.visible(conn, ids.values())
+            pending = self._mark_changes(conn, ChangeSet().add(
+                (u for u in set(before) | set(after) if before.get(u) != after.get(u)), "traits",
+            ), now)
+        self.publish_changes(pending)
+        return {"users": users, "full": False, "as_of_ms": as_of}
 
     def get_traits(self, external_id: str) -> dict:
         """The computed traits, per-event-type counts and model scores of one user."""
@@ -1768,7 +1882,14 @@ class ProfileCore:
                     "model_version": item.model_version,
                     "scored_ms": item.scored_ms or now,
                 }
-            store.upsert(conn, scores, list(rows.values()), ["user_id", "model_name"])
+            written = store.upsert(
+                conn, scores, list(rows.values()), ["user_id", "model_name"],
+                where=lambda stmt: store.differs(
+                    stmt, scores, ["score", "model_version", "scored_ms"]),
+                returning=scores.c.user_id,
+            )
+            pending = self._mark_changes(conn, ChangeSet().add(written, "scores"), now)
+        self.publish_changes(pending)
         return errors
 
     # --- consent and contactability ------------------------------------------------------
@@ -1796,26 +1917,33 @@ class ProfileCore:
         return rows
 
     @staticmethod
-    def _store_consents(conn, rows: list[dict]) -> None:
-        """One upsert for all rows; a change older than the stored one never wins."""
-        store.upsert(
+    def _store_consents(conn, rows: list[dict]) -> ChangeSet:
+        """One upsert for all rows; a change older than the stored one never wins, and one
+        equal to it writes nothing. Returns the users whose consent records changed."""
+        return ChangeSet().add(store.upsert(
             conn,
             consents,
             rows,
             ["user_id", "channel"],
-            where=lambda stmt: consents.c.updated_ms <= stmt.excluded.updated_ms,
-        )
+            where=lambda stmt: and_(
+                consents.c.updated_ms <= stmt.excluded.updated_ms,
+                store.differs(stmt, consents, ["subscribed", "updated_ms", "source"]),
+            ),
+            returning=consents.c.user_id,
+        ), "consent")
 
     def update_consents(
         self, external_id: str, changes: Sequence[tuple[str, bool, str, int | None]]
     ) -> dict[str, tuple[bool, int | None, str]]:
         """Records (channel, subscribed, source, time) changes; an older change never wins."""
-        rows = self._consent_rows(changes, "consents", self.now_ms())
+        now = self.now_ms()
+        rows = self._consent_rows(changes, "consents", now)
         with self.engine.begin() as conn:
             user_id = self._user_id(conn, external_id)
             for row in rows:
                 row["user_id"] = user_id
-            self._store_consents(conn, rows)
+            pending = self._mark_changes(conn, self._store_consents(conn, rows), now)
+        self.publish_changes(pending)
         return self.get_consents(external_id)
 
     def batch_update_consents(
@@ -1859,7 +1987,9 @@ class ProfileCore:
                     # newest change per user and channel is the one sent.
                     if key not in newest or newest[key]["updated_ms"] <= row["updated_ms"]:
                         newest[key] = {**row, "user_id": user_id}
-            self._store_consents(conn, list(newest.values()))
+            pending = self._mark_changes(
+                conn, self._store_consents(conn, list(newest.values())), now)
+        self.publish_changes(pending)
         return errors
 
     def get_consents(self, external_id: str) -> dict[str, tuple[bool, int | None, str]]:

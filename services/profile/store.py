@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Float,
     Integer,
@@ -97,10 +98,17 @@ def dialect_insert(conn: Connection, table):
     raise NotImplementedError(f"the profile store needs SQLite or PostgreSQL, not {conn.dialect.name}")
 
 
-def upsert(conn: Connection, table, rows: list[dict], key: Sequence[str], where=None) -> None:
-    """Inserts or overwrites ``rows`` (all non-key columns) in one executemany."""
+def upsert(
+    conn: Connection, table, rows: list[dict], key: Sequence[str], where=None, returning=None
+) -> list:
+    """Inserts or overwrites ``rows`` (all non-key columns) in one executemany.
+
+    ``where(stmt)`` limits which stored rows are overwritten. With ``returning`` (a column),
+    returns its value for each row inserted or overwritten, not for rows ``where`` left alone:
+    how a caller learns which rows actually changed, in the statement that changed them.
+    """
     if not rows:
-        return
+        return []
     stmt = dialect_insert(conn, table)
     columns = [c for c in rows[0] if c not in key]
     stmt = stmt.on_conflict_do_update(
@@ -108,7 +116,37 @@ def upsert(conn: Connection, table, rows: list[dict], key: Sequence[str], where=
         set_={c: stmt.excluded[c] for c in columns},
         where=where(stmt) if where else None,
     )
-    conn.execute(stmt, rows)
+    if returning is None:
+        conn.execute(stmt, rows)
+        return []
+    return list(conn.execute(stmt.returning(returning), rows).scalars())
+
+
+# The columns of profile_attributes holding a value (one set per row, after its type).
+ATTRIBUTE_VALUE_COLUMNS = ("str_value", "num_value", "bool_value", "ts_value", "list_value")
+
+
+def differs(stmt, table, columns: Iterable[str]):
+    """The condition of an upsert ``stmt`` that a stored row differs from the one offered in
+    any of ``columns`` (nulls compared as values; JSON compared as its text, since PostgreSQL's
+    json type has no equality)."""
+    def text_of(column):
+        return cast(column, Text) if isinstance(column.type, JSON) else column
+
+    return or_(*[
+        text_of(table.c[c]).is_distinct_from(text_of(stmt.excluded[c])) for c in columns
+    ])
+
+
+def pair_key(user_column, name_column):
+    """``'<user id>:<name>'``: one value naming a (user, name) pair, so a set of pairs binds
+    as one parameter of ``in_set``."""
+    return cast(user_column, String) + literal(":") + name_column
+
+
+def pair_keys(pairs: Iterable[tuple[int, str]]) -> list[str]:
+    """The ``pair_key`` values of (user id, name) pairs."""
+    return [f"{user}:{name}" for user, name in pairs]
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -202,6 +240,16 @@ def traits_rows(conn: Connection, user_ids: Iterable[int]) -> list:
         .order_by(profiles.c.id, detail.c.d_kind, detail.c.d_key)
     )
     return conn.execute(stmt).mappings().all()
+
+
+def external_ids(conn: Connection, user_ids: Iterable[int]) -> dict[int, str]:
+    """The external ids of the users among ``user_ids`` that exist."""
+    wanted = list(set(user_ids))
+    if not wanted:
+        return {}
+    return dict(conn.execute(
+        select(profiles.c.id, profiles.c.external_id).where(in_set(conn, profiles.c.id, wanted))
+    ).all())
 
 
 def existing_user_ids(conn: Connection, user_ids: Iterable[int]) -> set[int]:
@@ -554,13 +602,15 @@ def delete_user_data(conn: Connection, user_id: int) -> dict[str, int]:
     return counts
 
 
-def merge_user_rows(conn: Connection, alias_id: int, user_id: int) -> None:
-    """Moves an alias profile's events, attributes, tags and consents onto ``user_id``.
+def merge_user_rows(conn: Connection, alias_id: int, user_id: int) -> dict[str, int]:
+    """Moves an alias profile's events, attributes, tags and consents onto ``user_id``;
+    returns the rows moved per table.
 
     The known user's own attributes, tags and consents win where both have one; the alias's
     scores and traits are dropped (the known user's traits are refreshed by the caller).
     """
-    conn.execute(update(events).where(events.c.user_id == alias_id).values(user_id=user_id))
+    moved = {events.name: conn.execute(
+        update(events).where(events.c.user_id == alias_id).values(user_id=user_id)).rowcount}
     for table, key in (
         (profile_attributes, "name"),
         (profile_tags, "tag"),
@@ -574,7 +624,9 @@ def merge_user_rows(conn: Connection, alias_id: int, user_id: int) -> None:
             table.c.user_id == alias_id,
             ~exists().where(and_(mine.c.user_id == user_id, mine.c[key] == table.c[key])),
         )
-        conn.execute(table.insert().from_select(columns, source))
+        # The driver's count of an INSERT .. SELECT is kept only when asked for.
+        moved[table.name] = conn.execute(table.insert().from_select(columns, source),
+                                         execution_options={"preserve_rowcount": True}).rowcount
         conn.execute(delete(table).where(table.c.user_id == alias_id))
     for table in (scores, computed_traits, event_type_counts):
         conn.execute(delete(table).where(table.c.user_id == alias_id))
@@ -582,6 +634,7 @@ def merge_user_rows(conn: Connection, alias_id: int, user_id: int) -> None:
         update(identity_links).where(identity_links.c.user_id == alias_id).values(user_id=user_id)
     )
     conn.execute(delete(profiles).where(profiles.c.id == alias_id))
+    return moved
 
 
 def count(conn: Connection, table, *where) -> int:

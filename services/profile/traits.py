@@ -26,11 +26,12 @@ Users without any event have no traits row; users who never purchased have null 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import (
     BigInteger,
     Float,
+    Integer,
     Numeric,
     and_,
     bindparam,
@@ -47,7 +48,7 @@ from sqlalchemy.engine import Connection
 
 from services.common.profile_tables import computed_traits, event_type_counts, events
 from services.profile.config import DAY_MS, ProfileConfig
-from services.profile.store import bound_set, bound_set_value
+from services.profile.store import bound_set, bound_set_value, in_set
 from services.profile.tables import rfm_breakpoints
 
 # The instants every statement below is bound to: traits describe ``as_of``, rows are stamped
@@ -321,9 +322,69 @@ def _insert_or_replace(dialect: str, table, key: list[str], columns: list[str], 
     )
 
 
-def recompute_all(conn: Connection, config: ProfileConfig, as_of_ms: int, now_ms: int) -> dict:
-    """Rebuilds every user's traits, the quintile breakpoints and every score and group."""
+def _visible_columns(dialect: str) -> list:
+    """The traits segment rules read, per user, as changes are told apart: ``recency_days``
+    in whole days (it grows with every recompute; a rule compares it with a number of days)
+    and ``monetary`` in cents (sums of floats differ in the last bits with their order)."""
+    t = computed_traits.c
+    days = func.floor(t.recency_days) if dialect == "postgresql" else cast(t.recency_days, Integer)
+    return [
+        t.user_id, days.label("recency_whole_days"), t.frequency,
+        func.round(cast(t.monetary, Numeric), 2).label("monetary_cents"), t.r_score, t.f_score,
+        t.m_score, t.rfm_group, t.lifecycle_stage, t.first_seen_ms, t.last_seen_ms,
+        t.last_purchase_ms,
+    ]
+
+
+def visible(conn: Connection, user_ids: Iterable[int]) -> dict[int, tuple]:
+    """The rule-visible traits of ``user_ids`` (see ``_visible_columns``), by user; users
+    without traits are absent."""
+    ids = list(set(user_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(select(*_visible_columns(conn.dialect.name)).where(
+        in_set(conn, computed_traits.c.user_id, ids)))
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+# Holds the rule-visible traits as they were while a full recompute rebuilds them.
+_BEFORE = "profile_traits_before"
+
+
+def _keep_visible(conn: Connection) -> str:
+    """Copies every user's rule-visible traits into a temporary table; returns the SELECT
+    reading the current ones in the same shape (see ``_changed_users``)."""
+    dialect = conn.dialect
+    current = str(select(*_visible_columns(dialect.name)).compile(
+        dialect=dialect, compile_kwargs={"literal_binds": True}))
+    if dialect.name == "postgresql":
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{_BEFORE}")
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_BEFORE} ON COMMIT DROP AS {current}")
+    else:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{_BEFORE}")
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_BEFORE} AS {current}")
+    return current
+
+
+def _changed_users(conn: Connection, current: str) -> set[int]:
+    """Users whose rule-visible traits differ from the kept copy (new, gone or changed): two
+    set differences the database computes, nulls comparing equal."""
+    changed = set()
+    for query in (f"{current} EXCEPT SELECT * FROM {_BEFORE}",
+                  f"SELECT * FROM {_BEFORE} EXCEPT {current}"):
+        changed.update(conn.exec_driver_sql(
+            f"SELECT user_id FROM ({query}) AS differing").scalars())
+    conn.exec_driver_sql(f"DROP TABLE {_BEFORE}")
+    return changed
+
+
+def recompute_all(conn: Connection, config: ProfileConfig, as_of_ms: int, now_ms: int,
+                  changes: bool = True) -> dict:
+    """Rebuilds every user's traits, the quintile breakpoints and every score and group;
+    with ``changes``, the summary's ``changed`` lists the users whose rule-visible traits
+    changed (else it is empty)."""
     params = {"as_of": as_of_ms, "now": now_ms}
+    current = _keep_visible(conn) if changes else None
     conn.execute(delete(computed_traits))
     conn.execute(delete(event_type_counts))
     columns, query = _aggregate_select(config)
@@ -342,4 +403,6 @@ def recompute_all(conn: Connection, config: ProfileConfig, as_of_ms: int, now_ms
     )
     _apply_scores(conn, breakpoints)
     users = conn.execute(select(func.count()).select_from(computed_traits)).scalar_one()
-    return {"users": users, "population": population, "breakpoints": breakpoints}
+    changed = sorted(_changed_users(conn, current)) if current is not None else []
+    return {"users": users, "population": population, "breakpoints": breakpoints,
+            "changed": changed}

@@ -1,6 +1,6 @@
 """Announcements at least once: what was committed is announced even when the process stops
-between the commit and the publication, with several writers at once (SQLite and
-PostgreSQL, real Redis, a writer process really killed)."""
+between the commit and the publication, or Redis is down, with several writers at once
+(SQLite and PostgreSQL, real Redis, a writer process really killed)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import select
 
 from services.common.profile_tables import events
-from services.profile.core import EVENTS_STREAM, EventIn
+from services.profile.core import CHANGES_STREAM, EVENTS_STREAM, EventIn, Profile
 from services.profile.servicer import Maintenance
 from services.profile.tables import announcements
 
@@ -30,7 +30,7 @@ import redis
 
 from services.common.db import make_engine
 from services.profile.config import ProfileConfig
-from services.profile.core import EventIn, ProfileCore
+from services.profile.core import EventIn, Profile, ProfileCore
 
 
 def killed(*_args, **_kwargs):
@@ -38,6 +38,7 @@ def killed(*_args, **_kwargs):
 
 
 ProfileCore.publish_events = killed
+ProfileCore.publish_changes = killed
 url, redis_url, what, now_s = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 core = ProfileCore(make_engine(url), redis.Redis.from_url(redis_url), ProfileConfig(),
                    clock=lambda: now_s)
@@ -48,6 +49,8 @@ elif what == "stream":
     stream = core.open_stream()
     stream.add([(f"k{i}", f"killed-{i % 3}", "view", now - i, None, None) for i in range(5)])
     stream.finish()
+elif what == "changes":
+    core.add_tags("victim", [("vip", None)])
 raise SystemExit("the writer published")
 """
 
@@ -63,6 +66,10 @@ def _event_ids(client: redis.Redis) -> list[str]:
     return [fields["event_id"] for _, fields in client.xrange(EVENTS_STREAM)]
 
 
+def _changes(client: redis.Redis) -> list[tuple[str, str]]:
+    return [(f["external_id"], f["kinds"]) for _, f in client.xrange(CHANGES_STREAM)]
+
+
 def _markers(core) -> int:
     with core.engine.connect() as conn:
         return len(conn.execute(select(announcements.c.marker)).all())
@@ -75,12 +82,32 @@ def test_published_announcements_leave_nothing_to_announce_again(make_core, cloc
     stream = core.open_stream()
     stream.add([(f"s{i}", "u0", "view", now - i, None, None) for i in range(3)])
     stream.finish()
+    core.add_tags("u0", [("vip", None)])
     core.close()  # the markers of what was published are retired
     assert _markers(core) == 0
     clock.now_s += GRACE_S
     assert core.announce_left_behind() == 0
     assert sorted(_event_ids(core.redis)) == sorted(
         [f"p{i}" for i in range(4)] + [f"s{i}" for i in range(3)])
+    assert _changes(core.redis) == [("u0", "tags")]
+
+
+def test_changes_unpublished_while_redis_is_down_go_out_with_the_next_pass(make_core, redis_url):
+    core = make_core()
+    core.create_profile(Profile("u1"))
+    core.create_profile(Profile("u2"))
+    up = core.redis
+    core.redis = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    core.add_tags("u1", [("vip", None)])
+    core.update_consents("u2", [("email", True, "form", None)])
+    assert core.announce_left_behind() == 0  # still down: nothing went out, nothing dropped
+    core.redis = up
+    assert _changes(up) == [("u1", "created"), ("u2", "created")]
+    # Published by this process's next pass without waiting out the grace.
+    assert core.announce_left_behind() == 2
+    assert sorted(_changes(up)[2:]) == [("u1", "tags"), ("u2", "consent")]
+    assert core.announce_left_behind() == 0
+    assert _markers(core) == 0
 
 
 def _restarted(make_core, clock):
@@ -117,6 +144,19 @@ def test_a_stream_batch_of_a_killed_writer_is_announced_after_restart(
     assert sorted(_event_ids(core.redis)) == [f"k{i}" for i in range(5)]
 
 
+def test_changes_committed_by_a_killed_writer_are_announced_after_restart(
+        make_core, db_url, redis_url, clock):
+    make_core().create_profile(Profile("victim"))
+    _kill_a_writer(db_url, redis_url, "changes", clock.now_s)
+    core = make_core()
+    assert core.get_profile("victim").tags == [("vip", None)]
+    assert _changes(core.redis) == [("victim", "created")]
+    core = _restarted(make_core, clock)
+    assert core.announce_left_behind() == 1
+    assert _changes(core.redis) == [("victim", "created"), ("victim", "tags")]
+    assert _markers(core) == 0
+
+
 def test_a_killed_writers_batch_is_found_below_a_later_writers_published_batch(
         make_core, db_url, redis_url, clock):
     # Writer A commits (lower row ids) and dies; writer B commits later rows and publishes
@@ -125,6 +165,7 @@ def test_a_killed_writers_batch_is_found_below_a_later_writers_published_batch(
     b = make_core()
     now = b.now_ms()
     b.ingest_events([EventIn(f"b{i}", "b-user", "view", now - i) for i in range(3)])
+    b.create_profile(Profile("b-profile"))
     with b.engine.connect() as conn:
         rows = dict(conn.execute(select(events.c.event_id, events.c.id)).all())
     assert max(rows[f"k{i}"] for i in range(5)) < min(rows[f"b{i}"] for i in range(3))
@@ -133,6 +174,7 @@ def test_a_killed_writers_batch_is_found_below_a_later_writers_published_batch(
     assert b.announce_left_behind() == 5
     announced = _event_ids(b.redis)
     assert sorted(announced) == ["b0", "b1", "b2"] + [f"k{i}" for i in range(5)]
+    assert _changes(b.redis) == [("b-profile", "created")]
 
 
 def test_concurrent_writers_announce_every_event_once(make_core, clock):
@@ -147,6 +189,7 @@ def test_concurrent_writers_announce_every_event_once(make_core, clock):
                         for i in range(120)])
             stream.finish()
             core.ingest_events([EventIn(f"w{n}-{round_}-x", "u1", "view", now)])
+            core.add_tags(f"u{n}", [(f"t{round_}", None)])
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(write, n) for n in range(2)]:
@@ -155,6 +198,19 @@ def test_concurrent_writers_announce_every_event_once(make_core, clock):
         core.close()
     announced = _event_ids(writers[0].redis)
     assert len(announced) == len(set(announced)) == 2 * 4 * 121
+    assert sorted(_changes(writers[0].redis)) == sorted(
+        [(f"u{n}", "tags") for n in range(2) for _ in range(4)])
     assert _markers(writers[0]) == 0
     clock.now_s += GRACE_S
     assert writers[1].announce_left_behind() == 0
+
+
+def test_changes_left_behind_skip_users_erased_since(make_core, db_url, redis_url, clock):
+    make_core().create_profile(Profile("victim"))
+    _kill_a_writer(db_url, redis_url, "changes", clock.now_s)
+    core = make_core()
+    core.erase_user("victim", "dpo", "asked")
+    clock.now_s += GRACE_S
+    assert core.announce_left_behind() == 0
+    assert _changes(core.redis) == [("victim", "created")]
+    assert _markers(core) == 0

@@ -653,8 +653,9 @@ def _stream_entries(client) -> dict[str, int]:
 
 
 def test_batch_update_profiles_announces_what_update_profile_announces(start, redis_url):
-    """Whatever UpdateProfile publishes (today nothing: an update is no event and no
-    erasure), BatchUpdateProfiles publishes the same for each of its items."""
+    """Whatever UpdateProfile publishes (for device flags nothing: no segment rule reads
+    them, so profile:changes stays quiet), BatchUpdateProfiles publishes the same for each
+    of its items."""
     stub = start()("service")
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     for user in ("s1", "s2", "b1", "b2"):

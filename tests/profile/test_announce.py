@@ -214,3 +214,17 @@ def test_changes_left_behind_skip_users_erased_since(make_core, db_url, redis_ur
     assert core.announce_left_behind() == 0
     assert _changes(core.redis) == [("victim", "created")]
     assert _markers(core) == 0
+
+
+def test_traits_refreshed_after_their_events_were_announced_are_announced_too(make_core):
+    # In the background mode a user's events are announced before their traits are fresh:
+    # the refresh announces the users again, as changed traits.
+    core = make_core(stream_traits="background")
+    now = core.now_ms()
+    stream = core.open_stream()
+    stream.add([(f"g{i}", f"u{i % 3}", "purchase", now - i, 5.0, None) for i in range(9)])
+    stream.finish()
+    core.close()  # the refresh asked for at the stream's end has run
+    assert len(_event_ids(core.redis)) == 9
+    assert sorted(_changes(core.redis)) == [("u0", "traits"), ("u1", "traits"), ("u2", "traits")]
+    assert core.get_traits("u0")["traits"]["frequency"] == 3

@@ -320,8 +320,9 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
 
     Settings beyond the shared ones (defaults in parentheses):
     SEGMENT_SCHEDULER_INTERVAL_SECONDS (30) how often due refreshes are looked for;
-    SEGMENT_REALTIME_ENABLED (1) consume ``profile:events`` for real-time segments;
-    SEGMENT_REALTIME_BATCH (500) events read per batch;
+    SEGMENT_REALTIME_ENABLED (1) consume ``profile:events`` and ``profile:changes`` for
+    real-time segments;
+    SEGMENT_REALTIME_BATCH (500) entries read per batch;
     SEGMENT_MEMBERSHIP_MAXLEN (1000000) approximate cap of ``segment:membership``;
     SEGMENT_CONSUMER_NAME (host name) this replica's name in consumer group ``segment``;
     SEGMENT_KNOWN_MODELS ("") comma-separated model names accepted before any score exists;

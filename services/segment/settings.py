@@ -7,13 +7,13 @@ ENV_VARS: dict[str, str] = {
     "those already written to the scores table (empty)",
     "SEGMENT_CATALOG_TTL_SECONDS": "how long the attribute catalogue and known fields are "
     "cached for validation (30)",
-    "SEGMENT_REALTIME_ENABLED": "consume profile:events (group segment) to keep real-time "
-    "segments' membership current and publish segment:membership (1)",
+    "SEGMENT_REALTIME_ENABLED": "consume profile:events and profile:changes (group segment) to "
+    "keep real-time segments' membership current and publish segment:membership (1)",
     "SEGMENT_ERASURES_ENABLED": "consume profile:erasures (group segment-erasures) to remove "
     "erased users from real-time segments' live membership (1)",
     "SEGMENT_CONSUMER_NAME": "this replica's name in the consumer group segment (host name)",
-    "SEGMENT_REALTIME_BATCH": "events re-checked together, one SQL per real-time segment per "
-    "batch (500)",
+    "SEGMENT_REALTIME_BATCH": "entries (events, profile changes) re-checked together, one SQL "
+    "per real-time segment per batch (500)",
     "SEGMENT_MEMBERSHIP_MAXLEN": "approximate length cap of the segment:membership stream "
     "(1000000)",
     "SEGMENT_SNAPSHOT_CACHE_TTL_SECONDS": "how long a decoded snapshot is served from memory "

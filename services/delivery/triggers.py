@@ -19,10 +19,20 @@ Redis keys (all prefixed ``delivery:trg:``):
 - ``delivery:trg:timers`` - hash, timer id -> JSON (plan, touch, user, event, A's instant,
   the cancel deadline and the correlation value);
 - ``delivery:trg:user:{u:<user id>}`` - set of the user's pending timer ids, so a B event
-  finds what it cancels;
+  finds what it cancels (per-user keys, like the one below, reach the scripts as arguments);
 - ``delivery:trg:done`` - sorted set, timer id -> when it fired or was cancelled, kept for
   ``DONE_RETENTION_MS``: a redelivered A event finds its timer done and makes no new one (a
-  user who paid is not reminded because the order event came round again).
+  user who paid is not reminded because the order event came round again);
+- ``delivery:trg:b:{u:<user id>}`` - sorted set of the B events the user did, member = JSON
+  ``[not_key, correlation value, event id]``, score = B's instant (epoch ms). ``profile:events``
+  is not strictly ordered: an event left unannounced by a crash or a Redis outage is announced
+  again at least ``PROFILE_ANNOUNCE_GRACE_SECONDS`` after its commit, so an A can arrive after
+  its B. The A then finds its B here (same not_key, same correlation or none on the A, and
+  ``a_ts <= b_ts < deadline``) and its timer is marked done instead of armed. Members are kept
+  ``B_RETENTION_MS`` past their own instant and the key expires that long after its last B;
+  at most ``B_MAX_PER_USER`` (the latest) are kept. Since ``a_ts <= b_ts``, an A still
+  missing when its B is dropped is more than ``B_RETENTION_MS`` late, far past the
+  re-announcement lag (the grace plus an outage).
 
 Timer ids are ``<plan>:<touch>:<event id>``: a redelivered A event cannot make a second timer.
 Timers live in Redis (persisted with the server's AOF/RDB), so they survive service restarts;
@@ -68,11 +78,19 @@ INFLIGHT_KEY = "delivery:trg:inflight"
 TIMERS_KEY = "delivery:trg:timers"
 DONE_KEY = "delivery:trg:done"
 DONE_RETENTION_MS = 30 * 86_400_000
+# How long a B event stays recorded for an A that arrives after it, and how many per user.
+B_RETENTION_MS = DONE_RETENTION_MS
+B_MAX_PER_USER = 1000
 TRIGGER_OCCURRENCE = "trigger"
 
 
 def user_key(user_id: int) -> str:
     return f"delivery:trg:user:{{u:{user_id}}}"
+
+
+def b_key(user_id: int) -> str:
+    """The user's recorded B events; same hash tag as ``user_key``."""
+    return f"delivery:trg:b:{{u:{user_id}}}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,23 +207,46 @@ def parse_entry(stream: str, entry_id: str, fields: dict[str, str]) -> Event | N
 
 # Scripts -----------------------------------------------------------------------------------
 
-# Applies a batch of timer operations in stream order. ARGV: n, then per op either
-# "add", id, due, user, payload  or  "cancel", user, b_ts, not_event_key, correlation.
-# A cancel removes the user's timers waiting for that B whose window holds b_ts.
+# Applies a batch of timer operations in stream order. ARGV: n, then per op one of
+#   "add", id, due, user, payload                  a timer (event and segment triggers);
+#   "expect", id, due, user, payload, b set         an event_not_followed timer: marked done
+#                                                   instead when the user's B set already
+#                                                   holds its B (the A arrived after its B);
+#   "cancel", user, b_ts, not_key, correlation, b set, b member, keep_from, max_kept, ttl_ms
+#                                                   removes the user's timers waiting for that
+#                                                   B whose window holds b_ts, and records the
+#                                                   B (members scored before keep_from and all
+#                                                   but the latest max_kept are dropped).
 OPS_SCRIPT = """
 local n = tonumber(ARGV[1])
 local a = 2
-local added, cancelled = 0, 0
+local added, cancelled, suppressed = 0, 0, 0
+local function b_seen(bset, t)
+  local lo, hi = string.format('%.0f', t.a_ts), string.format('(%.0f', t.deadline)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', bset, lo, hi)) do
+    local b = cjson.decode(m)
+    if b[1] == t.not_key and (t.corr == '' or t.corr == b[2]) then return true end
+  end
+  return false
+end
 for i = 1, n do
   local op = ARGV[a]
-  if op == 'add' then
+  if op == 'add' or op == 'expect' then
     local id, due, ukey, payload = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-    if not redis.call('ZSCORE', KEYS[4], id) and redis.call('HSETNX', KEYS[3], id, payload) == 1 then
-      redis.call('ZADD', KEYS[1], due, id)
-      redis.call('SADD', ukey, id)
-      added = added + 1
+    if not redis.call('ZSCORE', KEYS[4], id) then
+      local t = op == 'expect' and cjson.decode(payload)
+      if t and b_seen(ARGV[a + 5], t) then
+        if not redis.call('HGET', KEYS[3], id) then
+          redis.call('ZADD', KEYS[4], t.deadline, id)
+          suppressed = suppressed + 1
+        end
+      elseif redis.call('HSETNX', KEYS[3], id, payload) == 1 then
+        redis.call('ZADD', KEYS[1], due, id)
+        redis.call('SADD', ukey, id)
+        added = added + 1
+      end
     end
-    a = a + 5
+    a = a + (op == 'add' and 5 or 6)
   else
     local ukey, bts, bkey, corr = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4]
     for _, id in ipairs(redis.call('SMEMBERS', ukey)) do
@@ -225,10 +266,15 @@ for i = 1, n do
         end
       end
     end
-    a = a + 5
+    local bset, keep_from, max_kept = ARGV[a + 5], ARGV[a + 7], tonumber(ARGV[a + 8])
+    redis.call('ZADD', bset, bts, ARGV[a + 6])
+    redis.call('ZREMRANGEBYSCORE', bset, '-inf', '(' .. keep_from)
+    redis.call('ZREMRANGEBYRANK', bset, 0, -max_kept - 1)
+    redis.call('PEXPIRE', bset, ARGV[a + 9])
+    a = a + 10
   end
 end
-return {added, cancelled}
+return {added, cancelled, suppressed}
 """
 
 # Takes up to ARGV[2] timers due by ARGV[1] (and fired timers whose lease ran out), moves them
@@ -461,8 +507,11 @@ class TriggerEngine:
                 s = d.spec
                 if s.kind == "event_not_followed" and event.event_type == s.not_event_type:
                     corr = str(event.properties.get(s.correlate_on, "")) if s.correlate_on else ""
-                    ops += ["cancel", user_key(event.user_id), str(event.ts_ms),
-                            _not_key(d), corr]
+                    member = json.dumps([_not_key(d), corr, event.event_id],
+                                        separators=(",", ":"))
+                    ops += ["cancel", user_key(event.user_id), str(event.ts_ms), _not_key(d),
+                            corr, b_key(event.user_id), member, str(now - B_RETENTION_MS),
+                            str(B_MAX_PER_USER), str(B_RETENTION_MS)]
                     n_ops += 1
                 if not _matches(s, event):
                     continue
@@ -478,8 +527,13 @@ class TriggerEngine:
                     "corr": (str(event.properties.get(s.correlate_on, ""))
                              if s.correlate_on else ""),
                 }
-                ops += ["add", f"{d.plan_id}:{d.touch_id}:{event.event_id}", str(due),
-                        user_key(event.user_id), json.dumps(payload, separators=(",", ":"))]
+                timer = [f"{d.plan_id}:{d.touch_id}:{event.event_id}", str(due),
+                         user_key(event.user_id), json.dumps(payload, separators=(",", ":"))]
+                if s.kind == "event_not_followed":
+                    # Its B may have come first (events are not strictly ordered).
+                    ops += ["expect", *timer, b_key(event.user_id)]
+                else:
+                    ops += ["add", *timer]
                 n_ops += 1
         if n_ops:
             self._ops(keys=[DUE_KEY, INFLIGHT_KEY, TIMERS_KEY, DONE_KEY], args=[n_ops, *ops])

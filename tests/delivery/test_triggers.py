@@ -12,6 +12,7 @@ from services.common.errors import InvalidArgument
 from services.delivery.experiments import Experiments, ExperimentSpec, Variant
 from services.delivery.tables import sends, sink_messages
 from services.delivery.triggers import (
+    B_RETENTION_MS,
     CLAIM_SCRIPT,
     DUE_KEY,
     EVENTS_STREAM,
@@ -24,6 +25,7 @@ from services.delivery.triggers import (
     TriggeredSender,
     TriggerEngine,
     TriggerSpec,
+    b_key,
     validate_trigger,
 )
 from tests.delivery.conftest import Clock, approved_plan, build_core, make_profiles, spec, touch
@@ -272,3 +274,63 @@ def test_trigger_definitions_load_on_first_use_and_after_a_save_whatever_the_ref
                                             external_ids=["u2"])]))
     patient.save(other, "again", REMINDER)
     assert sorted(d.touch_id for d in patient.definitions()) == ["again", "remind"]
+
+
+# profile:events is not strictly ordered: an event left unannounced by a crash or a Redis
+# outage is announced again after PROFILE_ANNOUNCE_GRACE_SECONDS, so a payment can arrive
+# before the order it pays.
+
+def test_a_payment_that_arrives_before_its_order_leaves_no_reminder(
+        sqlite_url, redis_url, profile_url, streams):
+    core, _plan, engine, clock = world(sqlite_url, redis_url, profile_url, users=2)
+    t0 = clock()
+    clock.advance(2 * MIN)
+    publish(streams, "pay-1", 1, "order_paid", t0 + MIN, order_id="o1")
+    engine.poll()
+    publish(streams, "sub-1", 1, "order_submitted", t0, order_id="o1")  # re-announced late
+    engine.poll()
+    assert engine.pending_timers() == 0
+    clock.advance(10 * MIN)
+    assert engine.fire_due().sent == 0 and sink_recipients(core) == []
+
+    # The recorded payment expires on its own; once it is gone, the order coming round again
+    # still makes nothing: its timer is done.
+    assert 0 < streams.pttl(b_key(1)) <= B_RETENTION_MS
+    streams.delete(b_key(1))
+    publish(streams, "sub-1", 1, "order_submitted", t0, order_id="o1")
+    engine.poll()
+    assert engine.pending_timers() == 0
+    assert engine.fire_due().sent == 0 and sink_recipients(core) == []
+
+
+def test_an_early_payment_of_another_order_does_not_hold_back_the_reminder(
+        sqlite_url, redis_url, profile_url, streams):
+    core, _plan, engine, clock = world(sqlite_url, redis_url, profile_url, users=2)
+    t0 = clock()
+    # Both arrive in one batch, payments first; only user 2 paid the order in question.
+    publish(streams, "pay-1", 1, "order_paid", t0 + MIN, order_id="another-order")
+    publish(streams, "pay-2", 2, "order_paid", t0 + MIN, order_id="o2")
+    publish(streams, "sub-1", 1, "order_submitted", t0, order_id="o1")
+    publish(streams, "sub-2", 2, "order_submitted", t0, order_id="o2")
+    engine.poll()
+    assert engine.pending_timers() == 1
+    clock.advance(10 * MIN + 1)
+    assert engine.fire_due().sent == 1 and sink_recipients(core) == ["u1"]
+
+
+def test_an_early_payment_outside_the_order_window_does_not_hold_back_the_reminder(
+        sqlite_url, redis_url, profile_url, streams):
+    core, _plan, engine, clock = world(sqlite_url, redis_url, profile_url, users=3)
+    t0 = clock()
+    # User 1 paid before ordering, user 2 at the deadline (the reminder is due then), user 3
+    # a millisecond before it.
+    publish(streams, "pay-1", 1, "order_paid", t0 - MIN, order_id="o1")
+    publish(streams, "pay-2", 2, "order_paid", t0 + 10 * MIN, order_id="o2")
+    publish(streams, "pay-3", 3, "order_paid", t0 + 10 * MIN - 1, order_id="o3")
+    engine.poll()
+    for uid in (1, 2, 3):
+        publish(streams, f"sub-{uid}", uid, "order_submitted", t0, order_id=f"o{uid}")
+    engine.poll()
+    assert engine.pending_timers() == 2
+    clock.advance(10 * MIN + 1)
+    assert engine.fire_due().sent == 2 and sink_recipients(core) == ["u1", "u2"]

@@ -16,7 +16,7 @@ statements for the whole batch:
 
 Then one Lua call removes the users' pending trigger timers (``delivery:trg:*``, see
 ``services.delivery.triggers``) and marks them done, so a redelivered event cannot re-create
-them. A ``merged`` notice erases nobody: its id was folded into the surviving user.
+them, and deletes the B events recorded for them (order ids, event ids). A ``merged`` notice erases nobody: its id was folded into the surviving user.
 
 At least once: the batch is acknowledged after the transaction and the script; every step is
 idempotent, so a redelivered notice changes nothing. Entries a dead consumer left pending are
@@ -45,6 +45,7 @@ from services.delivery.triggers import (
     DUE_KEY,
     INFLIGHT_KEY,
     TIMERS_KEY,
+    b_key,
     user_key,
 )
 
@@ -55,20 +56,21 @@ GROUP = "delivery-erasures"
 ERASING_KINDS = ("erased", "deleted")
 KINDS = (*ERASING_KINDS, "merged")
 
-# KEYS: due, inflight, timers, done, then one user set per erased user. ARGV: now, retention.
-# Every timer of those users leaves the due and in-flight sets and the payload hash and is
-# marked done, so the A event coming round again does not make it anew.
+# KEYS: due, inflight, timers, done, then per erased user its timer set and its recorded B
+# events. ARGV: now, retention. Every timer of those users leaves the due and in-flight sets
+# and the payload hash and is marked done, so the A event coming round again does not make it
+# anew; the recorded B events (order ids, event ids) go.
 FORGET_TIMERS_SCRIPT = """
 local now, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 local removed = 0
-for k = 5, #KEYS do
+for k = 5, #KEYS, 2 do
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[k])) do
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
     removed = removed + redis.call('HDEL', KEYS[3], id)
     redis.call('ZADD', KEYS[4], now, id)
   end
-  redis.call('DEL', KEYS[k])
+  redis.call('DEL', KEYS[k], KEYS[k + 1])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - keep)
 return removed
@@ -128,7 +130,7 @@ class ErasureConsumer:
                      "outcome_ms", "updated_ms"], sent).on_conflict_do_nothing()
             ).rowcount or 0
         timers = self._forget(keys=[DUE_KEY, INFLIGHT_KEY, TIMERS_KEY, DONE_KEY,
-                                    *[user_key(u) for u in ids]],
+                                    *[key for u in ids for key in (user_key(u), b_key(u))]],
                               args=[now, DONE_RETENTION_MS])
         return {"sink": sink, "ledger": ledger, "followups": dropped, "timers": int(timers)}
 

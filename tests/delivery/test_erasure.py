@@ -19,6 +19,7 @@ from services.delivery.triggers import (
     TIMERS_KEY,
     Fire,
     TriggeredSender,
+    b_key,
     user_key,
 )
 from tests.delivery.conftest import Clock, approved_plan, build_core, make_profiles, spec, touch
@@ -64,6 +65,9 @@ def test_erasure_removes_personal_data_and_keeps_the_ledger(sqlite_url, redis_ur
                              "event": f"ev-{uid}", "a_ts": 0, "deadline": 0, "not_key": "",
                              "corr": ""})]
     ops(keys=[DUE_KEY, "delivery:trg:inflight", TIMERS_KEY, DONE_KEY], args=[2, *args])
+    # The B events recorded for users 1 and 2 (what an early payment leaves).
+    for uid in (1, 2):
+        client.zadd(b_key(uid), {f"{plan.id}:offer:order_paid|o{uid}|pay-{uid}": 5})
     with engine.connect() as conn:
         assert count(conn, sink_messages, sink_messages.c.recipient == "u1") == 1
         ledger_before = conn.execute(
@@ -85,7 +89,8 @@ def test_erasure_removes_personal_data_and_keeps_the_ledger(sqlite_url, redis_ur
     assert paths.enroll() == 0  # the kept ledger does not re-enrol the erased user
     assert client.hget(TIMERS_KEY, f"{plan.id}:offer:ev-1") is None
     assert client.zscore(DUE_KEY, f"{plan.id}:offer:ev-1") is None
-    assert not client.exists(user_key(1))
+    assert not client.exists(user_key(1)) and not client.exists(b_key(1))
+    assert client.exists(b_key(2))
     assert client.hget(TIMERS_KEY, f"{plan.id}:offer:ev-2") is not None
     assert client.xpending(ERASURES_STREAM, GROUP)["pending"] == 0
 

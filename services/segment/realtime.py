@@ -12,6 +12,14 @@ Redis keys (all owned by the segment service):
 - ``segment:membership``: a stream of changes with fields ``segment`` (segments/<id>),
   ``segment_id``, ``user_id`` (internal), ``external_id``, ``change`` (entered|left) and
   ``ts_ms``; capped at about ``SEGMENT_MEMBERSHIP_MAXLEN`` entries.
+- ``segment:{s<id>}:reconcile:<period>``: held (SET NX PX, the period's length) by the
+  replica that reconciles real-time segment <id> in that period of
+  ``SEGMENT_REALTIME_RECONCILE_SECONDS`` (``<period>`` is the instant divided by the period),
+  so one replica per period evaluates the segment in full.
+
+Membership also changes with time alone (a window passes a user by, a tag lapses, a sequence
+deadline passes) with no event or profile change to announce it; the periodic reconcile
+catches those up.
 """
 
 from __future__ import annotations
@@ -41,6 +49,11 @@ FILL_CHUNK = 10_000
 
 def members_key(segment_id: int) -> str:
     return f"segment:{{s{segment_id}}}:members"
+
+
+def reconcile_lock_key(segment_id: int, period: int) -> str:
+    """The lock on reconciling segment <id> in period number ``period``."""
+    return f"segment:{{s{segment_id}}}:reconcile:{period}"
 
 
 class RealtimeMembership:
@@ -73,10 +86,13 @@ class RealtimeMembership:
         """The real-time segments and their rules, re-read every few seconds."""
         loaded = self._segments_loaded
         if loaded is None or time.monotonic() - loaded > self.segments_ttl_s:
-            self._segments = [(row["id"], parse_rule(row["rule_text"]))
-                              for row in self.core.store.realtime_segments()]
+            self._segments = self._read_segments()
             self._segments_loaded = time.monotonic()
         return self._segments
+
+    def _read_segments(self) -> list[tuple[int, object]]:
+        return [(row["id"], parse_rule(row["rule_text"]))
+                for row in self.core.store.realtime_segments()]
 
     def forget_segments(self) -> None:
         self._segments_loaded = None
@@ -85,6 +101,10 @@ class RealtimeMembership:
         """Loads a segment's full current membership without publishing changes."""
         rule = self.core.get(segment_id).rule
         members = self.core.evaluate(rule, self.core.now_ms() if now_ms is None else now_ms)
+        return self._fill(segment_id, members)
+
+    def _fill(self, segment_id: int, members) -> int:
+        """Replaces a segment's live set with ``members``, in one transaction."""
         key = members_key(segment_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(key)
@@ -176,6 +196,10 @@ class RealtimeMembership:
             return []
         external = dict(self.core.external_ids(entered + left))
         pipe = self.redis.pipeline(transaction=True)
+        if not fresh:
+            # Removing the last member would delete the set, and an absent set sends
+            # membership checks back to a snapshot that may still list the users.
+            pipe.sadd(key, -1)
         published = []
         for uids, change in ((entered, "entered"), (left, "left")):
             for start in range(0, len(uids), FILL_CHUNK):
@@ -189,6 +213,49 @@ class RealtimeMembership:
                 published.append(event)
         pipe.execute()
         return published
+
+    def reconcile_due(self, period_ms: int, now_ms: int | None = None) -> dict[int, list[dict]]:
+        """One periodic pass: evaluates in full each real-time segment no replica has
+        reconciled in the current period yet, and publishes what time alone changed.
+
+        Returns the segments this replica reconciled, each with the changes it published. A
+        segment whose set is not loaded is loaded without publishing, as a re-check does. On
+        a failure the segment's lock is given back, so the retry (or another replica) takes
+        it again in the same period.
+        """
+        now = self.core.now_ms() if now_ms is None else now_ms
+        period = now // period_ms
+        done: dict[int, list[dict]] = {}
+        # Read afresh: a pass every few minutes can afford it, and a segment deleted or made
+        # batch-only since the consumer's last read must not be filled again.
+        for segment_id, rule in self._read_segments():
+            lock = reconcile_lock_key(segment_id, period)
+            if not self.redis.set(lock, self.consumer, nx=True, px=period_ms):
+                continue
+            try:
+                done[segment_id] = self._reconcile_segment(segment_id, rule, now)
+            except Exception:
+                self.redis.delete(lock)
+                raise
+        return done
+
+    def _reconcile_segment(self, segment_id: int, rule, now_ms: int) -> list[dict]:
+        members = self.core.evaluate(rule, now_ms)
+        if not self.redis.exists(members_key(segment_id)):
+            self._fill(segment_id, members)
+            return []
+        return self.reconcile(segment_id, members, now_ms)
+
+    def run_reconciler(self, stop: threading.Event, period_s: float) -> None:
+        """Reconciles every ``period_s`` seconds until ``stop`` is set; a Redis or database
+        outage pauses, then retries (segments already done this period stay done)."""
+        period_ms = max(1, int(period_s * 1000))
+
+        def one_pass() -> None:
+            self.reconcile_due(period_ms)
+            stop.wait(period_s)
+
+        consume_until(stop, lambda: None, one_pass, log, "real-time reconcile")
 
     def poll_once(self, block_ms: int = 1000) -> int:
         """Reads one batch from both streams (first any left unacknowledged by a crash),

@@ -323,6 +323,9 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
     SEGMENT_REALTIME_ENABLED (1) consume ``profile:events`` and ``profile:changes`` for
     real-time segments;
     SEGMENT_REALTIME_BATCH (500) entries read per batch;
+    SEGMENT_REALTIME_RECONCILE_SECONDS (300) how often each real-time segment is evaluated in
+    full to catch up with what time alone changed (windows, tag expiry), by one replica per
+    period; 0 turns it off;
     SEGMENT_MEMBERSHIP_MAXLEN (1000000) approximate cap of ``segment:membership``;
     SEGMENT_CONSUMER_NAME (host name) this replica's name in consumer group ``segment``;
     SEGMENT_KNOWN_MODELS ("") comma-separated model names accepted before any score exists;
@@ -358,6 +361,10 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
         erasures = ErasureConsumer(core, redis_client or connect_redis(settings),
                                    consumer=env_str("SEGMENT_CONSUMER_NAME", socket.gethostname()))
     interval = env_float("SEGMENT_SCHEDULER_INTERVAL_SECONDS", 30.0)
+    reconcile_s = env_float("SEGMENT_REALTIME_RECONCILE_SECONDS", 300.0)
+    if reconcile_s < 0:
+        raise ValueError(f"SEGMENT_REALTIME_RECONCILE_SECONDS must not be negative, "
+                         f"got {reconcile_s}")
     servicer = SegmentServicer(core, realtime)
 
     def start() -> None:
@@ -368,6 +375,10 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
             realtime.ensure_group()
             workers.append(threading.Thread(target=realtime.run, args=(stop,),
                                             name="segment-realtime", daemon=True))
+            if reconcile_s > 0:
+                workers.append(threading.Thread(
+                    target=realtime.run_reconciler, args=(stop, reconcile_s),
+                    name="segment-reconcile", daemon=True))
         if erasures is not None:
             erasures.ensure_group()
             workers.append(threading.Thread(target=erasures.run, args=(stop,),

@@ -14,6 +14,11 @@ ENV_VARS: dict[str, str] = {
     "SEGMENT_CONSUMER_NAME": "this replica's name in the consumer group segment (host name)",
     "SEGMENT_REALTIME_BATCH": "entries (events, profile changes) re-checked together, one SQL "
     "per real-time segment per batch (500)",
+    "SEGMENT_REALTIME_RECONCILE_SECONDS": "how often each real-time segment is evaluated in "
+    "full and its live membership corrected, publishing entered/left for users whom time "
+    "alone moved (a window passed, a tag lapsed, a sequence deadline passed); one replica per "
+    "period does a given segment (lock segment:{s<id>}:reconcile:<period>); 0 turns it off "
+    "(300)",
     "SEGMENT_MEMBERSHIP_MAXLEN": "approximate length cap of the segment:membership stream "
     "(1000000)",
     "SEGMENT_SNAPSHOT_CACHE_TTL_SECONDS": "how long a decoded snapshot is served from memory "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import redis
 from sqlalchemy import create_engine, insert, update
@@ -170,3 +172,97 @@ def test_unprocessed_profile_changes_survive_a_crash(live):
     restarted = RealtimeMembership(core, client, consumer="segment-1", segments_ttl_s=0)
     assert restarted.poll_once(block_ms=50) == 1
     assert changes(client) == [(str(older.id), "u4", "entered")]
+
+
+HOUR_MS = 3_600_000
+
+
+def live_members(client, segment_id: int) -> set[int]:
+    return {int(m) for m in client.smembers(members_key(segment_id))} - {-1}
+
+
+def test_periodic_reconcile_drops_users_a_window_passed_by(live):
+    # No event, no profile change, no snapshot: only the clock moves.
+    core, rt, client, pop, _, clock = live
+    cart = core.create("Cart", parse_rule("count(add_to_cart, 7d) >= 2"), realtime=True)
+    assert rt.initialize(cart.id) == 1
+    assert rt.reconcile_due(HOUR_MS) == {cart.id: []}
+    clock.ms += 7 * DAY
+    assert rt.reconcile_due(HOUR_MS) == {cart.id: [
+        {"segment": f"segments/{cart.id}", "segment_id": str(cart.id),
+         "user_id": str(pop.ids["u1"]), "external_id": "u1", "change": "left",
+         "ts_ms": str(clock.ms)}]}
+    assert changes(client) == [(str(cart.id), "u1", "left")]
+    assert live_members(client, cart.id) == set()
+    # The emptied set still answers membership checks (no fall back to a snapshot).
+    assert rt.check(cart.id, "u1") == (pop.ids["u1"], False)
+
+
+def test_periodic_reconcile_drops_users_whose_tag_lapsed(live):
+    core, rt, client, pop, engine, clock = live
+    with engine.begin() as connection:
+        connection.execute(insert(pt.profile_tags), [
+            dict(user_id=pop.ids["u3"], tag="vip", expires_ms=NOW + DAY),
+            dict(user_id=pop.ids["u4"], tag="vip", expires_ms=None)])
+    vip = core.create("VIP", parse_rule('has_tag("vip")'), realtime=True)
+    assert rt.initialize(vip.id) == 2
+    clock.ms += DAY
+    assert [e["external_id"] for e in rt.reconcile_due(HOUR_MS)[vip.id]] == ["u3"]
+    assert changes(client) == [(str(vip.id), "u3", "left")]
+    assert live_members(client, vip.id) == {pop.ids["u4"]}
+    assert rt.check(vip.id, "u3") == (pop.ids["u3"], False)
+
+
+def test_one_replica_reconciles_a_segment_per_period(live):
+    core, rt, client, pop, engine, clock = live
+    # u1's carts leave the 7-day window at NOW + 6d, u2's half an hour later.
+    with engine.begin() as connection:
+        connection.execute(insert(pt.events), [
+            dict(id=400 + i, event_id=f"r{i}", user_id=pop.ids["u2"], event_type="add_to_cart",
+                 ts_ms=NOW - DAY + 30 * 60_000, value=None, properties=None) for i in range(2)])
+    cart = core.create("Cart", parse_rule("count(add_to_cart, 7d) >= 2"), realtime=True)
+    assert rt.initialize(cart.id) == 2
+    other = RealtimeMembership(core, client, consumer="segment-2", segments_ttl_s=0)
+    sid = str(cart.id)
+    clock.ms = NOW + 6 * DAY + 10 * 60_000
+    assert list(rt.reconcile_due(HOUR_MS)) == [cart.id]
+    assert changes(client) == [(sid, "u1", "left")]
+    # Later in the same period u2's window has passed too, but the period's lock is taken.
+    clock.ms = NOW + 6 * DAY + 40 * 60_000
+    assert other.reconcile_due(HOUR_MS) == {}
+    assert live_members(client, cart.id) == {pop.ids["u2"]}
+    assert 0 < client.pttl(f"segment:{{s{cart.id}}}:reconcile:{clock.ms // HOUR_MS}") <= HOUR_MS
+    # The next period is free for whichever replica comes first.
+    clock.ms = NOW + 6 * DAY + 70 * 60_000
+    assert list(other.reconcile_due(HOUR_MS)) == [cart.id]
+    assert rt.reconcile_due(HOUR_MS) == {}
+    assert changes(client) == [(sid, "u1", "left"), (sid, "u2", "left")]
+    assert live_members(client, cart.id) == set()
+
+
+def test_periodic_reconcile_loads_a_set_that_is_not_loaded_without_publishing(live):
+    core, rt, client, pop, *_ = live
+    cart = core.create("Cart", parse_rule("count(add_to_cart, 7d) >= 2"), realtime=True)
+    assert rt.reconcile_due(HOUR_MS) == {cart.id: []}
+    assert live_members(client, cart.id) == {pop.ids["u1"]}
+    assert changes(client) == []
+
+
+def test_reconcile_loop_runs_in_the_background_until_stopped(live):
+    core, rt, client, _, _, clock = live
+    cart = core.create("Cart", parse_rule("count(add_to_cart, 7d) >= 2"), realtime=True)
+    rt.initialize(cart.id)
+    clock.ms += 7 * DAY
+    stop = threading.Event()
+    worker = threading.Thread(target=rt.run_reconciler, args=(stop, 3600.0), daemon=True)
+    worker.start()
+    try:
+        for _ in range(500):
+            if changes(client):
+                break
+            stop.wait(0.01)
+        assert changes(client) == [(str(cart.id), "u1", "left")]
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+    assert not worker.is_alive()

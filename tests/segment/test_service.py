@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import grpc
@@ -231,3 +232,24 @@ def test_realtime_segment_publishes_entered(service):
     pinned = stub.CheckMembership(pb.CheckMembershipRequest(
         segment=segment.name, external_id="user-7", version=snapshot.version))
     assert (pinned.member, pinned.live, pinned.snapshot) == (True, False, snapshot.name)
+
+
+@pytest.mark.parametrize("seconds, started", [("0", False), ("300", True)])
+def test_reconcile_setting_zero_starts_no_reconcile(tmp_path, redis_url, monkeypatch,
+                                                    seconds, started):
+    monkeypatch.setenv("SEGMENT_REALTIME_RECONCILE_SECONDS", seconds)
+    settings = service_settings("segment", tmp_path, redis_url=redis_url)
+    profile_engine = create_engine(settings.profile_read_database_url)
+    pt.metadata.create_all(profile_engine)
+    client = redis.Redis.from_url(redis_url)
+    (definition,) = build(settings, client)
+    before = set(threading.enumerate())
+    definition.start()
+    try:
+        names = {t.name for t in set(threading.enumerate()) - before}
+        assert "segment-realtime" in names
+        assert ("segment-reconcile" in names) is started
+    finally:
+        definition.stop()
+        client.close()
+        profile_engine.dispose()

@@ -31,7 +31,7 @@ import redis
 
 from services.common.streams import GroupReader, consume_until
 from services.segment.core import SegmentCore
-from services.segment.realtime import members_key
+from services.segment.realtime import REMOVE_LUA, members_key
 
 log = logging.getLogger("marketing.segment.erasure")
 
@@ -64,9 +64,12 @@ class ErasureConsumer:
         keys = [members_key(row["id"]) for row in self.core.store.realtime_segments()]
         if not keys:
             return 0
+        # One script call per set (each segment's key has its own hash tag): a set emptied
+        # by the erasure stays loaded and empty instead of vanishing.
+        remove = self.redis.register_script(REMOVE_LUA)
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
-            pipe.srem(key, *ids)
+            remove(keys=[key], args=ids, client=pipe)
         return sum(int(n) for n in pipe.execute())
 
     def poll_once(self, block_ms: int = 1000) -> int:

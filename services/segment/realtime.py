@@ -46,6 +46,21 @@ MEMBERSHIP_STREAM = "segment:membership"
 # Ids written to Redis per command when a segment's membership is loaded in full.
 FILL_CHUNK = 10_000
 
+# Removes ARGV's ids from the live set KEYS[1]. A set whose last member goes is deleted by
+# Redis, and a missing set means "not loaded" (checks fall back to the snapshot); so when this
+# removal empties a set that was there, the sentinel -1 keeps it loaded and empty. A set that
+# was not there stays missing. Returns how many ids were members.
+REMOVE_LUA = """
+local removed = 0
+for _, id in ipairs(ARGV) do
+  removed = removed + redis.call('SREM', KEYS[1], id)
+end
+if removed > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SADD', KEYS[1], -1)
+end
+return removed
+"""
+
 
 def members_key(segment_id: int) -> str:
     return f"segment:{{s{segment_id}}}:members"
@@ -142,6 +157,13 @@ class RealtimeMembership:
             return None
         return uid, uid is not None and bool(member)
 
+    def remover(self):
+        """The script that removes ids from a live set without losing its loaded state."""
+        script = getattr(self, "_remove", None)
+        if script is None or script.registered_client is not self.redis:
+            script = self._remove = self.redis.register_script(REMOVE_LUA)
+        return script
+
     def drop(self, segment_id: int) -> None:
         self.redis.delete(members_key(segment_id))
 
@@ -174,9 +196,13 @@ class RealtimeMembership:
         external = dict(self.core.external_ids(sorted({uid for _, uid, _ in changes})))
         published = []
         pipe = self.redis.pipeline(transaction=True)
+        remove = self.remover()
         for segment_id, uid, change in changes:
             key = members_key(segment_id)
-            (pipe.sadd if change == "entered" else pipe.srem)(key, uid)
+            if change == "entered":
+                pipe.sadd(key, uid)
+            else:
+                remove(keys=[key], args=[uid], client=pipe)
             event = {"segment": f"segments/{segment_id}", "segment_id": str(segment_id),
                      "user_id": str(uid), "external_id": external.get(uid, ""),
                      "change": change, "ts_ms": str(now)}

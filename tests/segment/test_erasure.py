@@ -122,3 +122,18 @@ def test_merge_does_not_erase_the_surviving_user(world):
     assert alias not in members(client, seg.id)
     assert rt.check(seg.id, "u6") == (survivor, True)
     assert client.xpending(ERASURES_STREAM, GROUP)["pending"] == 0
+
+
+def test_erasing_the_last_member_keeps_the_live_set_loaded(world):
+    # Redis deletes a set whose last member goes, and a missing set means "not loaded": checks
+    # would fall back to a snapshot that may still hold the erased user.
+    core, rt, consumer, client, pop, engine = world
+    only = core.create("Only u6", parse_rule("age >= 26"), realtime=True)
+    unloaded = core.create("Never loaded", parse_rule("age >= 21"), realtime=True)
+    assert rt.initialize(only.id) == 1
+    erase_in_store(engine, pop.ids["u6"])
+    publish(client, pop.ids["u6"], "u6", "erased")
+    assert consumer.poll_once(block_ms=10) == 1
+    assert client.exists(members_key(only.id)) and members(client, only.id) == {-1}
+    assert rt.check(only.id, "u5") == (pop.ids["u5"], False)  # answered live, not None
+    assert not client.exists(members_key(unloaded.id))  # still not loaded

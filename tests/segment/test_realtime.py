@@ -266,3 +266,17 @@ def test_reconcile_loop_runs_in_the_background_until_stopped(live):
         stop.set()
         worker.join(timeout=5)
     assert not worker.is_alive()
+
+
+def test_an_event_that_takes_the_last_member_out_keeps_the_live_set_loaded(live):
+    core, rt, client, pop, engine, clock = live
+    cart = core.create("Cart, no order", parse_rule(
+        "count(add_to_cart, 7d) >= 2 and count(order, 7d) == 0"), realtime=True)
+    assert rt.initialize(cart.id) == 1  # u1
+    add_events(engine, client, [dict(id=400, event_id="o1", user_id=pop.ids["u1"],
+                                     event_type="order", ts_ms=NOW - 1, value=5.0,
+                                     properties=None)])
+    assert rt.poll_once(block_ms=100) == 1
+    assert changes(client) == [(str(cart.id), "u1", "left")]
+    assert client.exists(members_key(cart.id))
+    assert rt.check(cart.id, "u1") == (pop.ids["u1"], False)  # answered live, not None

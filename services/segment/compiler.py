@@ -161,7 +161,8 @@ def _in_ids_sqlite(element, compiler, **kw):
 @compiles(in_id_list, "postgresql")
 def _in_ids_postgresql(element, compiler, **kw):
     column, ids = list(element.clauses)
-    return f"{compiler.process(column, **kw)} = ANY(CAST({compiler.process(ids, **kw)} AS BIGINT[]))"
+    ids_sql = compiler.process(ids, **kw)
+    return f"{compiler.process(column, **kw)} = ANY(CAST({ids_sql} AS BIGINT[]))"
 
 
 @compiles(in_id_list, "duckdb")

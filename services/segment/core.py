@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -453,9 +454,12 @@ class SegmentCore:
         from services.segment.insight import build_insight
 
         now = self.now_ms() if now_ms is None else now_ms
+        # Each breakdown's kept statement looks up the referenced segments' rules: once per
+        # request is enough.
+        resolve = functools.cache(self.resolve)
         with self.read_engine.connect() as connection:
             return build_insight(self.prepared, connection, rule, self.catalog.get(), now,
-                                 fields, bounds, top_tags, rfm, lifecycle, self.resolve)
+                                 fields, bounds, top_tags, rfm, lifecycle, resolve)
 
     def population(self) -> int:
         with self.read_engine.connect() as connection:

@@ -211,13 +211,23 @@ class RealtimeMembership:
         pipe.execute()
         return published
 
-    def reconcile(self, segment_id: int, members, now_ms: int) -> list[dict]:
+    def reconcile(self, segment_id: int, members, now_ms: int, rule=None) -> list[dict]:
         """Publishes the changes between the live set and a full evaluation (``members``), for
-        users who moved without an event (a window passed them by)."""
+        users who moved without an event (a window passed them by).
+
+        The evaluation took time, and the live set read afterwards may already hold a newer
+        re-check (an event's, on this replica or another): with ``rule``, the users that
+        differ are evaluated once more, now, and only a difference that still holds is
+        applied, so a user who just entered is not taken out by an older evaluation."""
         key = members_key(segment_id)
         current = {int(m) for m in self.redis.smembers(key)} - {-1}
         fresh = set(members)
         entered, left = sorted(fresh - current), sorted(current - fresh)
+        if rule is not None and (entered or left):
+            confirmed = self.core.among(rule, entered + left, self.core.now_ms())
+            entered = [u for u in entered if u in confirmed]
+            left = [u for u in left if u not in confirmed]
+            fresh = (current | set(entered)) - set(left)
         if not entered and not left:
             return []
         external = dict(self.core.external_ids(entered + left))
@@ -249,8 +259,7 @@ class RealtimeMembership:
         a failure the segment's lock is given back, so the retry (or another replica) takes
         it again in the same period.
         """
-        now = self.core.now_ms() if now_ms is None else now_ms
-        period = now // period_ms
+        period = (self.core.now_ms() if now_ms is None else now_ms) // period_ms
         done: dict[int, list[dict]] = {}
         # Read afresh: a pass every few minutes can afford it, and a segment deleted or made
         # batch-only since the consumer's last read must not be filled again.
@@ -258,11 +267,18 @@ class RealtimeMembership:
             lock = reconcile_lock_key(segment_id, period)
             if not self.redis.set(lock, self.consumer, nx=True, px=period_ms):
                 continue
+            # Each segment at its own instant: the ones before it took time.
+            now = self.core.now_ms() if now_ms is None else now_ms
             try:
                 done[segment_id] = self._reconcile_segment(segment_id, rule, now)
+            except redis.RedisError:
+                raise  # an outage: the loop pauses and retries; the lock lapses with the period
             except Exception:
+                # This segment alone (a field since removed from the catalogue, say): the
+                # others are still reconciled, and this one is tried again next period.
+                log.exception("real-time reconcile of a segment failed",
+                              extra={"segment_id": segment_id})
                 self.redis.delete(lock)
-                raise
         return done
 
     def _reconcile_segment(self, segment_id: int, rule, now_ms: int) -> list[dict]:
@@ -270,7 +286,7 @@ class RealtimeMembership:
         if not self.redis.exists(members_key(segment_id)):
             self._fill(segment_id, members)
             return []
-        return self.reconcile(segment_id, members, now_ms)
+        return self.reconcile(segment_id, members, now_ms, rule)
 
     def run_reconciler(self, stop: threading.Event, period_s: float) -> None:
         """Reconciles every ``period_s`` seconds until ``stop`` is set; a Redis or database

@@ -351,7 +351,7 @@ def build(settings: Settings, redis_client=None) -> list[ServiceDefinition]:
                                       batch_size=env_int("SEGMENT_REALTIME_BATCH", 500),
                                       maxlen=env_int("SEGMENT_MEMBERSHIP_MAXLEN", 1_000_000))
         core.snapshot_listeners.append(
-            lambda seg, members, as_of: realtime.reconcile(seg.id, members, as_of)
+            lambda seg, members, as_of: realtime.reconcile(seg.id, members, as_of, seg.rule)
             if seg.realtime else None)
     erasures = None
     if env_bool("SEGMENT_ERASURES_ENABLED", True):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import redis
-from sqlalchemy import create_engine, insert, update
+from sqlalchemy import create_engine, delete, insert, update
 
 from services.common import profile_tables as pt
 from services.common.db import migrate
@@ -18,6 +18,7 @@ from services.segment.realtime import (
     MEMBERSHIP_STREAM,
     RealtimeMembership,
     members_key,
+    reconcile_lock_key,
 )
 from services.segment.text import parse_rule
 from tests.segment.conftest import DAY, NOW, Population
@@ -280,3 +281,37 @@ def test_an_event_that_takes_the_last_member_out_keeps_the_live_set_loaded(live)
     assert changes(client) == [(str(cart.id), "u1", "left")]
     assert client.exists(members_key(cart.id))
     assert rt.check(cart.id, "u1") == (pop.ids["u1"], False)  # answered live, not None
+
+
+def test_a_reconcile_does_not_undo_a_newer_re_check(live):
+    # The full evaluation ran before u2's second cart add; the event's re-check then put u2
+    # in the live set. The reconcile's older result must not take u2 out again.
+    core, rt, client, pop, engine, clock = live
+    rule = parse_rule("count(add_to_cart, 7d) >= 2")
+    cart = core.create("Cart", rule, realtime=True)
+    rt.initialize(cart.id)
+    evaluated = core.evaluate(rule, clock.ms)  # u1 only
+    add_events(engine, client, [
+        dict(id=500 + k, event_id=f"late-{k}", user_id=pop.ids["u2"], event_type="add_to_cart",
+             ts_ms=NOW - 1, value=None, properties=None) for k in range(2)])
+    assert rt.poll_once(block_ms=100) == 2
+    assert changes(client) == [(str(cart.id), "u2", "entered")]
+    assert rt.reconcile(cart.id, evaluated, clock.ms, rule) == []
+    assert live_members(client, cart.id) == {pop.ids["u1"], pop.ids["u2"]}
+    assert changes(client) == [(str(cart.id), "u2", "entered")]
+
+
+def test_one_failing_segment_does_not_hold_back_the_others(live):
+    # A rule whose field has left the catalogue fails on every pass; the segments after it
+    # are still reconciled.
+    core, rt, client, pop, engine, clock = live
+    broken = core.create("Older", parse_rule("age >= 28"), realtime=True)
+    cart = core.create("Cart", parse_rule("count(add_to_cart, 7d) >= 2"), realtime=True)
+    rt.initialize(broken.id), rt.initialize(cart.id)
+    with engine.begin() as connection:
+        connection.execute(delete(pt.attribute_catalog).where(pt.attribute_catalog.c.name == "age"))
+    clock.ms += 7 * DAY
+    assert set(rt.reconcile_due(HOUR_MS)) == {cart.id}
+    assert changes(client) == [(str(cart.id), "u1", "left")]
+    # The failed segment's lock was given back: it is tried again within the period.
+    assert not client.exists(reconcile_lock_key(broken.id, clock.ms // HOUR_MS))

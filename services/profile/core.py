@@ -57,6 +57,8 @@ from services.profile.values import (
 )
 
 log = logging.getLogger(__name__)
+# How long stopping waits for the last retirement of announcement markers.
+RETIRE_ON_CLOSE_S = 5.0
 
 # Redis keys owned by this service (see services/profile/announce.py); CHANGES_STREAM is
 # profile:changes, see publish_changes().
@@ -620,8 +622,19 @@ class ProfileCore:
         self._writers.shutdown(wait=True)
         self._publisher.shutdown(wait=True)
         self._refresher.shutdown(wait=True)
-        self._retirer.shutdown(wait=True)
-        self._retire()
+        # Retiring is bookkeeping: a marker left behind costs a duplicate announcement later,
+        # never a loss, so a database that does not answer must not hold the shutdown.
+        try:
+            last = self._retirer.submit(self._retire)
+        except RuntimeError:  # closed already
+            last = None
+        self._retirer.shutdown(wait=False)
+        try:
+            if last is not None:
+                last.result(timeout=RETIRE_ON_CLOSE_S)
+        except concurrent.futures.TimeoutError:
+            log.warning("announcement markers not retired within %s s of stopping; a "
+                        "maintenance pass will announce them again", RETIRE_ON_CLOSE_S)
         self._checkpointer.shutdown(wait=True)
         if self._batches is not None:
             self._batches.dispose()

@@ -228,3 +228,34 @@ def test_traits_refreshed_after_their_events_were_announced_are_announced_too(ma
     assert len(_event_ids(core.redis)) == 9
     assert sorted(_changes(core.redis)) == [("u0", "traits"), ("u1", "traits"), ("u2", "traits")]
     assert core.get_traits("u0")["traits"]["frequency"] == 3
+
+
+def test_stopping_does_not_wait_on_a_database_that_does_not_answer(make_core, monkeypatch):
+    # Retiring markers is bookkeeping: if the database hangs, stopping goes on and the
+    # markers stay (announced again later, never lost).
+    import threading
+
+    from services.profile import announce
+    from services.profile import core as core_module
+
+    core = make_core()
+    answer = threading.Event()
+    real_retire = announce.retire
+
+    def hanging_retire(conn, markers):
+        answer.wait()
+        return real_retire(conn, markers)
+
+    monkeypatch.setattr(announce, "retire", hanging_retire)
+    monkeypatch.setattr(core_module, "RETIRE_ON_CLOSE_S", 0.2)
+    core.ingest_events([EventIn("h1", "u1", "view", core.now_ms())])
+    closing = threading.Thread(target=core.close)
+    closing.start()
+    closing.join(timeout=10)  # a hang guard only: close() waits 0.2 s here
+    stopped = not closing.is_alive()
+    assert _markers(core) == 1  # not retired yet: a maintenance pass would announce it again
+    answer.set()
+    closing.join()
+    assert stopped, "close() waited on the hanging database"
+    core._retirer.shutdown(wait=True)  # the late retirement still completes
+    assert _markers(core) == 0

@@ -12,8 +12,8 @@ ENV_VARS: dict[str, str] = {
     "SEGMENT_ERASURES_ENABLED": "consume profile:erasures (group segment-erasures) to remove "
     "erased users from real-time segments' live membership (1)",
     "SEGMENT_CONSUMER_NAME": "this replica's name in the consumer group segment (host name)",
-    "SEGMENT_REALTIME_BATCH": "entries (events, profile changes) re-checked together, one SQL "
-    "per real-time segment per batch (500)",
+    "SEGMENT_REALTIME_BATCH": "entries read per stream (events, profile changes) and "
+    "re-checked together, one SQL per real-time segment per batch (500)",
     "SEGMENT_REALTIME_RECONCILE_SECONDS": "how often each real-time segment is evaluated in "
     "full and its live membership corrected, publishing entered/left for users whom time "
     "alone moved (a window passed, a tag lapsed, a sequence deadline passed); one replica per "

@@ -30,7 +30,7 @@ import time
 
 import redis
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, Unavailable, translate
 from services.common.streams import consume_until
 from services.segment.core import SegmentCore
 from services.segment.text import parse_rule
@@ -184,11 +184,20 @@ class RealtimeMembership:
         replies = pipe.execute()
         changes: list[tuple[int, int, str]] = []
         for index, (segment_id, rule) in enumerate(segments):
-            if not replies[2 * index]:
-                self.initialize(segment_id, now)
+            try:
+                if not replies[2 * index]:
+                    self.initialize(segment_id, now)
+                    continue
+                matched = self.core.among(rule, ids, now)
+            except Exception as exc:
+                if isinstance(exc, redis.RedisError) or isinstance(translate(exc), Unavailable):
+                    raise  # an outage: the batch stays unacknowledged and is read again
+                # This segment's rule alone fails (a field since removed from the catalogue,
+                # say): the other segments still follow their users.
+                log.exception("real-time re-check of a segment failed",
+                              extra={"segment_id": segment_id})
                 continue
             current = {uid for uid, flag in zip(ids, replies[2 * index + 1]) if flag}
-            matched = self.core.among(rule, ids, now)
             changes.extend((segment_id, uid, "entered") for uid in sorted(matched - current))
             changes.extend((segment_id, uid, "left") for uid in sorted(current - matched))
         if not changes:
@@ -273,12 +282,14 @@ class RealtimeMembership:
                 done[segment_id] = self._reconcile_segment(segment_id, rule, now)
             except redis.RedisError:
                 raise  # an outage: the loop pauses and retries; the lock lapses with the period
-            except Exception:
+            except Exception as exc:
+                self.redis.delete(lock)
+                if isinstance(translate(exc), Unavailable):
+                    raise  # the database is away: the loop pauses and retries
                 # This segment alone (a field since removed from the catalogue, say): the
                 # others are still reconciled, and this one is tried again next period.
                 log.exception("real-time reconcile of a segment failed",
                               extra={"segment_id": segment_id})
-                self.redis.delete(lock)
         return done
 
     def _reconcile_segment(self, segment_id: int, rule, now_ms: int) -> list[dict]:

@@ -315,3 +315,21 @@ def test_one_failing_segment_does_not_hold_back_the_others(live):
     assert changes(client) == [(str(cart.id), "u1", "left")]
     # The failed segment's lock was given back: it is tried again within the period.
     assert not client.exists(reconcile_lock_key(broken.id, clock.ms // HOUR_MS))
+
+
+def test_one_failing_segment_does_not_stop_the_others_following_events(live):
+    # An event batch is re-checked against every real-time segment; one whose field has left
+    # the catalogue must not block the batch (and so the whole consumer) for the others.
+    core, rt, client, pop, engine, clock = live
+    broken = core.create("Older", parse_rule("age >= 28"), realtime=True)
+    cart = core.create("Cart, no order", parse_rule(
+        "count(add_to_cart, 7d) >= 2 and count(order, 7d) == 0"), realtime=True)
+    rt.initialize(broken.id), rt.initialize(cart.id)
+    with engine.begin() as connection:
+        connection.execute(delete(pt.attribute_catalog).where(pt.attribute_catalog.c.name == "age"))
+    add_events(engine, client, [dict(id=600, event_id="o-1", user_id=pop.ids["u1"],
+                                     event_type="order", ts_ms=NOW - 1, value=5.0,
+                                     properties=None)])
+    assert rt.poll_once(block_ms=100) == 1
+    assert changes(client) == [(str(cart.id), "u1", "left")]
+    assert client.xpending(EVENTS_STREAM, "segment")["pending"] == 0

@@ -1077,13 +1077,19 @@ class ProfileCore:
         Each statement says which rows it changed (RETURNING): a delete the rows it removed,
         an upsert the rows it inserted or found different. What it changed is read from the
         rows as they were when written, so a concurrent writer cannot make a change look
-        like none. Users are written in internal-id order, so two batches over the same
-        users lock their rows in one order instead of deadlocking on PostgreSQL.
+        like none. On PostgreSQL the users' profiles rows are locked first, in internal-id
+        order: the statements below each touch a different subset of the users (one per
+        combination of columns, attributes replaced or cleared), so two batches over the same
+        users would otherwise take their row locks in different orders and deadlock.
         """
         changed = ChangeSet()
         if not writes:
             return changed
         writes = dict(sorted(writes.items()))
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(profiles.c.id)
+                         .where(store.in_set(conn, profiles.c.id, list(writes)))
+                         .order_by(profiles.c.id).with_for_update())
         attributes, tags = profile_attributes, profile_tags
         replaced = [u for u, w in writes.items() if w.replace_attributes]
         if replaced:

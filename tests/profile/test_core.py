@@ -620,3 +620,52 @@ def test_get_profile_is_the_batch_read_of_one_user(core, clock):
     with pytest.raises(InvalidArgument) as err:
         core.get_profile("no/slashes")
     assert err.value.violations[0][0] == "name"
+
+
+def test_overlapping_batch_updates_do_not_deadlock(make_core, db_url):
+    # Each batch writes its users with one statement per combination of columns changed, so
+    # without a lock order two batches over the same users take their row locks in different
+    # orders: A locks u1 and u3 (flags), then u2 (time zone); B locks u2, then u3. Both are
+    # held at the moment both have run their first statement.
+    from sqlalchemy import event
+
+    core = make_core()
+    for user in ("u1", "u2", "u3"):
+        core.create_profile(Profile(user))
+    both_started = threading.Barrier(2, timeout=2)
+    local = threading.local()
+
+    @event.listens_for(core.engine, "after_cursor_execute")
+    def pause(conn, cursor, statement, params, context, executemany):
+        if statement.startswith("UPDATE profiles") and getattr(local, "first", False):
+            local.first = False
+            try:
+                both_started.wait()
+            except threading.BrokenBarrierError:
+                pass  # the other batch waits on a lock this one holds: go on
+
+    results = {}
+
+    def run(name, items):
+        local.first = True
+        try:
+            results[name] = core.batch_update_profiles(items)
+        except Exception as exc:  # noqa: BLE001 - the test reports what went wrong
+            results[name] = exc
+
+    def flag(user):
+        return Profile(user, notifications_disabled=True), ["notifications_disabled"]
+
+    def zone(user):
+        return Profile(user, time_zone="Asia/Tokyo"), ["time_zone"]
+
+    batches = [threading.Thread(target=run, args=("A", [flag("u1"), zone("u2"), flag("u3")])),
+               threading.Thread(target=run, args=("B", [flag("u2"), zone("u3")]))]
+    for thread in batches:
+        thread.start()
+    for thread in batches:
+        thread.join()
+    assert not any(isinstance(r, Exception) for r in results.values()), results
+    stored = {p.external_id: p for p in (core.get_profile(u) for u in ("u1", "u2", "u3"))}
+    assert stored["u2"].notifications_disabled and stored["u3"].notifications_disabled
+    assert stored["u2"].time_zone == stored["u3"].time_zone == "Asia/Tokyo"

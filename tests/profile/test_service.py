@@ -654,8 +654,8 @@ def _stream_entries(client) -> dict[str, int]:
 
 def test_batch_update_profiles_announces_what_update_profile_announces(start, redis_url):
     """Whatever UpdateProfile publishes (for device flags nothing: no segment rule reads
-    them, so profile:changes stays quiet), BatchUpdateProfiles publishes the same for each
-    of its items."""
+    them; for tags one profile:changes entry), BatchUpdateProfiles publishes the same for
+    each of its items."""
     stub = start()("service")
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     for user in ("s1", "s2", "b1", "b2"):
@@ -665,14 +665,19 @@ def test_batch_update_profiles_announces_what_update_profile_announces(start, re
         return _update(f"profiles/{user}", _mask(*flags), **flags)
 
     before = _stream_entries(client)
+    def tag(user):
+        return _update(f"profiles/{user}", _mask("tags"), tags=[pb.Tag(tag="vip")])
+
     stub.UpdateProfile(change("s1", notifications_disabled=True))
     stub.UpdateProfile(change("s2", app_uninstalled=True))
+    stub.UpdateProfile(tag("s2"))
     after_singles = _stream_entries(client)
     stub.BatchUpdateProfiles(pb.BatchUpdateProfilesRequest(requests=[
-        change("b1", notifications_disabled=True), change("b2", app_uninstalled=True)]))
+        change("b1", notifications_disabled=True), change("b2", app_uninstalled=True),
+        tag("b2")]))
     after_batch = _stream_entries(client)
     singles = {k: n - before.get(k, 0) for k, n in after_singles.items() if n != before.get(k, 0)}
     batched = {k: n - after_singles.get(k, 0) for k, n in after_batch.items()
                if n != after_singles.get(k, 0)}
-    assert batched == singles
+    assert batched == singles == {"profile:changes": 1}
     client.close()

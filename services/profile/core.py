@@ -814,7 +814,7 @@ class ProfileCore:
                 )
                 .returning(profiles.c.id)
             ).scalar_one()
-            self._write_attributes(conn, user_id, profile.attributes, replace=True)
+            self._write_attributes(conn, user_id, profile.attributes)
             self._write_tags(conn, user_id, profile.tags, replace=True)
             changed = ChangeSet().add([user_id], "created")
             if any(kind is not None for kind, _v in profile.attributes.values()):
@@ -825,16 +825,10 @@ class ProfileCore:
         self.publish_changes(pending)
         return self.get_profile(profile.external_id)
 
-    def _write_attributes(self, conn, user_id: int, attributes: dict, replace: bool) -> None:
-        if replace:
-            conn.execute(delete(profile_attributes).where(profile_attributes.c.user_id == user_id))
-        cleared = [name for name, (kind, _v) in attributes.items() if kind is None]
-        if cleared and not replace:
-            conn.execute(
-                delete(profile_attributes).where(
-                    profile_attributes.c.user_id == user_id, profile_attributes.c.name.in_(cleared)
-                )
-            )
+    def _write_attributes(self, conn, user_id: int, attributes: dict) -> None:
+        """Sets a profile's attributes to exactly ``attributes`` (CreateProfile); updates of
+        existing profiles go through ``_write_profiles``."""
+        conn.execute(delete(profile_attributes).where(profile_attributes.c.user_id == user_id))
         rows = [
             attribute_row(user_id, name, kind, value)
             for name, (kind, value) in attributes.items()

@@ -52,6 +52,7 @@ class ErasureConsumer:
         self.reader = GroupReader(client, ERASURES_STREAM, GROUP, consumer, batch_size,
                                   claim_idle_ms)
         self.consumer = self.reader.consumer
+        self._remove = client.register_script(REMOVE_LUA)
 
     def ensure_group(self) -> None:
         self.reader.ensure_group()
@@ -66,10 +67,9 @@ class ErasureConsumer:
             return 0
         # One script call per set (each segment's key has its own hash tag): a set emptied
         # by the erasure stays loaded and empty instead of vanishing.
-        remove = self.redis.register_script(REMOVE_LUA)
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
-            remove(keys=[key], args=ids, client=pipe)
+            self._remove(keys=[key], args=ids, client=pipe)
         return sum(int(n) for n in pipe.execute())
 
     def poll_once(self, block_ms: int = 1000) -> int:

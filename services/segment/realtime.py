@@ -88,6 +88,7 @@ class RealtimeMembership:
         # When the segments were last read (monotonic seconds); None: never, or forgotten.
         self._segments_loaded: float | None = None
         self._pending_checked = False
+        self._remove = client.register_script(REMOVE_LUA)  # see REMOVE_LUA
 
     def ensure_group(self) -> None:
         for stream in STREAMS:
@@ -157,13 +158,6 @@ class RealtimeMembership:
             return None
         return uid, uid is not None and bool(member)
 
-    def remover(self):
-        """The script that removes ids from a live set without losing its loaded state."""
-        script = getattr(self, "_remove", None)
-        if script is None or script.registered_client is not self.redis:
-            script = self._remove = self.redis.register_script(REMOVE_LUA)
-        return script
-
     def drop(self, segment_id: int) -> None:
         self.redis.delete(members_key(segment_id))
 
@@ -205,7 +199,7 @@ class RealtimeMembership:
         external = dict(self.core.external_ids(sorted({uid for _, uid, _ in changes})))
         published = []
         pipe = self.redis.pipeline(transaction=True)
-        remove = self.remover()
+        remove = self._remove
         for segment_id, uid, change in changes:
             key = members_key(segment_id)
             if change == "entered":

@@ -107,13 +107,18 @@ def test_template_traits_come_in_one_batch_call(suite):
     assert set(directory._traits(["u1", "u3", "u4"], {"frequency"})) == {"u1", "u4"}
 
 
-def test_opt_outs_go_in_one_batch_call_and_an_erased_user_is_done_with(suite):
+def _outcome_writer(suite):
+    """The outcome intake's writer and a directory over the live profile service, after u5
+    was erased; and the instant now."""
     address = suite["profile"]["address"]
-    directory = GrpcProfileDirectory(channel(address, "service"))
-    writer = GrpcConsentWriter(channel(address, "service"))
     admin = ppb_grpc.ProfileServiceStub(channel(address, "admin"))
     admin.EraseUser(ppb.EraseUserRequest(name="profiles/u5", reason="test"))
-    now = int(time.time() * 1000)
+    return (GrpcProfileDirectory(channel(address, "service")),
+            GrpcConsentWriter(channel(address, "service")), int(time.time() * 1000))
+
+
+def test_opt_outs_go_in_one_batch_call_and_an_erased_user_is_done_with(suite):
+    directory, writer, now = _outcome_writer(suite)
     batches, singles = _handled("BatchUpdateConsent"), _handled("UpdateConsent")
     writer.apply([ConsentChange(u, f"u{u}", "sms", "unsubscribed", now, "stop-keyword")
                   for u in (1, 2, 5, 6)])
@@ -123,12 +128,7 @@ def test_opt_outs_go_in_one_batch_call_and_an_erased_user_is_done_with(suite):
 
 
 def test_device_flags_go_in_batch_calls_and_an_erased_user_is_done_with(suite):
-    address = suite["profile"]["address"]
-    directory = GrpcProfileDirectory(channel(address, "service"))
-    writer = GrpcConsentWriter(channel(address, "service"))
-    admin = ppb_grpc.ProfileServiceStub(channel(address, "admin"))
-    admin.EraseUser(ppb.EraseUserRequest(name="profiles/u5", reason="test"))
-    now = int(time.time() * 1000)
+    directory, writer, now = _outcome_writer(suite)
     batches, singles = _handled("BatchUpdateProfiles"), _handled("UpdateProfile")
     writer.apply([ConsentChange(u, f"u{u}", "push",
                                 "notification_disabled" if u % 2 else "uninstalled", now, "sdk")
@@ -140,7 +140,7 @@ def test_device_flags_go_in_batch_calls_and_an_erased_user_is_done_with(suite):
     assert [contacts[u].app_uninstalled for u in (1, 2, 3, 4, 6)] == [
         False, True, False, True, False]
     # Batches of up to batch_size users (the profile service's limit by default).
-    small = GrpcConsentWriter(channel(address, "service"), batch_size=2)
+    small = GrpcConsentWriter(channel(suite["profile"]["address"], "service"), batch_size=2)
     batches = _handled("BatchUpdateProfiles")
     small.apply([ConsentChange(u, f"u{u}", "push", "uninstalled", now, "sdk")
                  for u in (1, 2, 3, 5, 6)])
